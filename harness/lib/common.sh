@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: GPL-2.0
+# Shared state and helpers for the privmem harness: paths, logging, steps,
+# and the one place that knows which Debian packages the pipeline needs.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+B=${PRIVMEM_BUILD:-$ROOT/build}
+CACHE=${PRIVMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/privmem}
+LOGS=$B/logs
+SRC=$B/linux
+SERIES=$ROOT/patches/series
+BASE_TARBALL=/usr/src/linux-source-6.1.tar.xz
+BASE_PKG=linux-source-6.1
+
+# The test kernel carries the cheap debug options; PRIVMEM_DEBUG=0 builds
+# the same kernel without them (used to measure what they cost).
+PRIVMEM_DEBUG=${PRIVMEM_DEBUG:-1}
+if [ "$PRIVMEM_DEBUG" = 1 ]; then
+	OBJ=$B/obj
+else
+	OBJ=$B/obj-nodebug
+fi
+
+JOBS=${PRIVMEM_JOBS:-$(nproc)}
+
+mkdir -p "$LOGS"
+
+die() {
+	printf 'privmem: error: %s\n' "$*" >&2
+	exit 1
+}
+
+note() {
+	printf '%s\n' "$*"
+}
+
+# step LOG TITLE CMD...: run a long step with its output in LOG, print
+# what it does and how long it took; on failure show the lines of LOG
+# that matter and where the whole log is.
+step() {
+	local log=$1 title=$2 start rc
+	shift 2
+	start=$(date +%s)
+	printf '==> %s (log: %s)\n' "$title" "${log#"$ROOT"/}"
+	"$@" >"$log" 2>&1
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		printf 'FAILED: %s (exit %d). The lines that matter:\n' "$title" $rc
+		show_errors "$log"
+		printf 'Whole log: %s\n' "$log"
+		exit 1
+	fi
+	printf '    done in %ss\n' $(($(date +%s) - start))
+}
+
+# show_errors LOG: the first compiler/make/script errors of LOG with a
+# little context, or its tail when nothing looks like an error.
+show_errors() {
+	local hits
+
+	hits=$(grep -n -m 12 -E '(error|Error|ERROR|FAILED|fatal|No rule to make|undefined reference|does not apply|privmem: )' "$1")
+	if [ -n "$hits" ]; then
+		printf '%s\n' "$hits" | sed 's/^/    /'
+	else
+		tail -n 15 "$1" | sed 's/^/    /'
+	fi
+}
+
+# Debian packages the pipeline needs, with a command that proves each.
+REQUIRED_PKGS="linux-source-6.1 qemu-system-x86 busybox-static ccache gcc make
+flex bison bc libelf-dev libssl-dev cpio xz-utils gzip git perl python3
+liburing-dev kmod"
+
+missing_pkgs() {
+	local p out=
+
+	for p in $REQUIRED_PKGS; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+			grep -q 'install ok installed' || out="$out $p"
+	done
+	printf '%s' "${out# }"
+}
+
+# ensure_deps: install what is missing when we are root, otherwise say
+# exactly what to run.
+ensure_deps() {
+	local missing
+
+	command -v dpkg-query >/dev/null || die "this pipeline needs Debian 12 (dpkg-query not found)"
+	missing=$(missing_pkgs)
+	[ -z "$missing" ] && return 0
+	if [ "$(id -u)" != 0 ]; then
+		die "missing Debian packages: $missing
+Install them with:
+    sudo apt-get update && sudo apt-get install -y --no-install-recommends $missing"
+	fi
+	step "$LOGS/apt.log" "installing Debian packages: $missing" \
+		sh -c "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing"
+}
+
+base_version() {
+	dpkg-query -W -f='${Version}' "$BASE_PKG"
+}
+
+kernel_release() {
+	cat "$OBJ/include/config/kernel.release"
+}
