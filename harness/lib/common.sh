@@ -41,7 +41,7 @@ step() {
 	shift 2
 	start=$(date +%s)
 	printf '==> %s (log: %s)\n' "$title" "${log#"$ROOT"/}"
-	"$@" >"$log" 2>&1
+	("$@") >"$log" 2>&1
 	rc=$?
 	if [ $rc -ne 0 ]; then
 		printf 'FAILED: %s (exit %d). The lines that matter:\n' "$title" $rc

@@ -53,18 +53,15 @@ build_demo() {
 # build_initramfs MODE MODDIR: busybox, /init, the KVM modules from MODDIR
 # and the programs MODE needs, as a gzip cpio.
 build_initramfs() {
-	local mode=$1 moddir=$2 stage=$B/initramfs.$mode name prog
+	local mode=$1 moddir=$2 stage name prog
+
+	stage=$B/initramfs.$mode
 
 	rm -rf "$stage"
 	mkdir -p "$stage"/{bin,etc/privmem,lib/modules,tests,proc,sys,dev,tmp}
 	cp /bin/busybox "$stage/bin/busybox"
 	cp "$ROOT/harness/initramfs/init" "$stage/init"
-	cp "$moddir/arch/x86/kvm/kvm.ko" "$moddir/arch/x86/kvm/kvm-amd.ko" "$stage/lib/modules/"
-	if [ "$moddir" = "$OBJ" ]; then
-		echo "in-tree (${OBJ#"$ROOT"/})" >"$stage/etc/privmem/modules-from"
-	else
-		echo "out-of-tree (M=${moddir#"$ROOT"/}/arch/x86/kvm)" >"$stage/etc/privmem/modules-from"
-	fi
+	install_modules "$stage" "$moddir"
 	echo "$mode" >"$stage/etc/privmem/mode"
 	if [ "$mode" = demo ]; then
 		cp "$KST/privmem-demo" "$stage/tests/"
@@ -87,10 +84,30 @@ build_initramfs() {
 	(cd "$stage" && find . | sort | cpio -o -H newc -R 0:0 --quiet) | gzip -1 >"$B/initramfs-$mode.cpio.gz"
 }
 
+# install_modules STAGE MODDIR: the kernel's modules into STAGE, with the
+# KVM modules taken from MODDIR (the kernel build or the out-of-tree one).
+install_modules() {
+	local stage=$1 moddir=$2 rel
+
+	rel=$(kernel_release)
+	kmake -s INSTALL_MOD_PATH="$stage" INSTALL_MOD_STRIP=1 DEPMOD=true modules_install >/dev/null || return 1
+	if [ "$moddir" = "$OBJ" ]; then
+		echo "in-tree (${OBJ#"$ROOT"/})" >"$stage/etc/privmem/modules-from"
+	else
+		rm -f "$stage/lib/modules/$rel/kernel/arch/x86/kvm/"*.ko
+		make -s -C "$OBJ" M="$moddir/arch/x86/kvm" INSTALL_MOD_PATH="$stage" INSTALL_MOD_STRIP=1 \
+			DEPMOD=true modules_install >/dev/null || return 1
+		echo "out-of-tree (M=${moddir#"$ROOT"/}/arch/x86/kvm)" >"$stage/etc/privmem/modules-from"
+	fi
+	depmod -b "$stage" "$rel" || return 1
+}
+
 # run_vm MODE TIMEOUT: boot the test VM, serial output to
 # build/logs/MODE-serial.log; FILTER (an awk program) shows live progress.
 run_vm() {
-	local mode=$1 limit=$2 filter=$3 log=$LOGS/$mode-serial.log rc
+	local mode=$1 limit=$2 filter=$3 log rc
+
+	log=$LOGS/$mode-serial.log
 
 	note "==> booting the test VM (QEMU TCG, -cpu EPYC,+svm,+npt, 2 vCPUs, 2 GiB; limit ${limit}s)"
 	note "    serial log: ${log#"$ROOT"/}"
@@ -170,6 +187,7 @@ report_tests() {
 		note "Failed:"
 		grep '^not ok ' "$tap" | sed 's/^/    /'
 	fi
+	echo "privmem: summary printed" >"$LOGS/.summary"
 	note "$pass passed, $fail failed, $skip skipped"
 	[ "$fail" -eq 0 ]
 }
