@@ -222,6 +222,7 @@ slug() {
 # the repository's new files.  The inverse of compose.
 refresh() {
 	local c n=0 name subject added f old_new new_series
+	local -a exclude
 
 	[ -d "$SRC/.git" ] || die "no composed tree; run 'harness/privmem compose' first"
 	[ -z "$(sgit status --porcelain --untracked-files=normal | head -n 1)" ] ||
@@ -242,13 +243,16 @@ refresh() {
 		subject=$(sgit log -1 --format=%s "$c")
 		name=$(printf '%04d-%s.patch' $n "$(slug "$subject")")
 		added=$(sgit diff --name-only --no-renames --diff-filter=A "$c^" "$c")
+		exclude=()
+		for f in $added; do exclude+=(":(exclude)$f"); done
 		{
 			printf 'From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n'
-			sgit log -1 --format='From: %an <%ae>%nDate: %aD%nSubject: %s%n%n%b' "$c" | sed '${/^$/d}'
+			sgit log -1 --format='From: %an <%ae>%nDate: %aD%nSubject: %s%n' "$c"
+			sgit log -1 --format=%b "$c" | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}'
 			printf -- '---\n'
-			sgit diff --no-renames --stat=72 "$c^" "$c" -- . $(printf ':(exclude)%s ' $added)
+			sgit diff --no-renames --stat=72 "$c^" "$c" -- . "${exclude[@]}"
 			printf '\n'
-			sgit diff --no-renames "$c^" "$c" -- . $(printf ':(exclude)%s ' $added)
+			sgit diff --no-renames "$c^" "$c" -- . "${exclude[@]}"
 		} >"$ROOT/patches/$name"
 		printf '%s\n' "$name" >>"$new_series"
 		for f in $added; do
@@ -298,7 +302,8 @@ export_series() {
 	: >"$LOGS/checkpatch.log"
 	for p in "$out"/*.patch; do
 		case $p in */0000-cover-letter.patch) continue ;; esac
-		res=$(cd "$SRC" && ./scripts/checkpatch.pl --strict --no-summary --terse --show-types "$p" 2>&1)
+		# Debian's python3 has the ply and git modules spdxcheck.py needs.
+		res=$(cd "$SRC" && PATH=/usr/bin:$PATH ./scripts/checkpatch.pl --strict --no-summary --terse --show-types "$p" 2>&1)
 		if [ -n "$res" ]; then
 			bad=$((bad + 1))
 			printf '    %s:\n%s\n' "$(basename "$p")" "$(printf '%s\n' "$res" | sed 's/^/        /')"

@@ -45,7 +45,7 @@ build_demo() {
 	step "$LOGS/demo-build.log" "building the demonstration program" \
 		gcc -O2 -g -std=gnu99 -Wall -static -pthread -fno-stack-protector -fno-PIE -no-pie \
 		-I"$SRC/tools/include" -I"$SRC/tools/arch/x86/include" -isystem "$OBJ/usr/include" \
-		-I"$kvm/include" -I"$kvm/include/x86_64" \
+		-I"$kvm/include" -I"$kvm/include/x86_64" -I"$kvm/.." \
 		-o "$KST/privmem-demo" "$ROOT/harness/demo/privmem-demo.c" \
 		$(ls "$KST"/kvm/lib/*.o "$KST"/kvm/lib/x86_64/*.o) -ldl
 }
