@@ -286,6 +286,25 @@ refresh() {
 	note "==> refreshed patches/ from build/linux: $n patches"
 }
 
+# filter_covered_new_files PATCH CHECKPATCH-OUTPUT: checkpatch warns about
+# every patch that adds a file without touching MAINTAINERS.  Drop that
+# warning when the MAINTAINERS entry of this series covers every file the
+# patch adds; keep it, with the uncovered files, otherwise.
+filter_covered_new_files() {
+	local patch=$1 res=$2 f uncovered=
+
+	case $res in *:FILE_PATH_CHANGES:*) ;; *) printf '%s' "$res"; return ;; esac
+	for f in $(awk '/^diff --git /{f=$4} /^new file mode/{sub("^b/","",f); print f}' "$patch"); do
+		(cd "$SRC" && PATH=/usr/bin:$PATH ./scripts/get_maintainer.pl --no-git --no-git-fallback --sections -f "$f" 2>/dev/null) |
+			grep -q '^KVM PRIVATE MEMORY' || uncovered="$uncovered $f"
+	done
+	if [ -z "$uncovered" ]; then
+		printf '%s' "$res" | grep -v ':FILE_PATH_CHANGES:'
+	else
+		printf '%s\nnot covered by the KVM PRIVATE MEMORY entry:%s' "$res" "$uncovered"
+	fi
+}
+
 # export_series: git format-patch with a cover letter into build/export,
 # then checkpatch --strict over every patch.
 export_series() {
@@ -304,6 +323,7 @@ export_series() {
 		case $p in */0000-cover-letter.patch) continue ;; esac
 		# Debian's python3 has the ply and git modules spdxcheck.py needs.
 		res=$(cd "$SRC" && PATH=/usr/bin:$PATH ./scripts/checkpatch.pl --strict --no-summary --terse --show-types "$p" 2>&1)
+		res=$(filter_covered_new_files "$p" "$res")
 		if [ -n "$res" ]; then
 			bad=$((bad + 1))
 			printf '    %s:\n%s\n' "$(basename "$p")" "$(printf '%s\n' "$res" | sed 's/^/        /')"

@@ -19,7 +19,7 @@ plan_skips() {
 build_selftests_in() {
 	local tree=$1 obj=$2 out=$3 suite targets
 
-	for suite in $(plan_tests | cut -d' ' -f1 | cut -d/ -f1 | sort -u); do
+	for suite in $(plan_tests | cut -d' ' -f1 | cut -d/ -f1 | sort -u | grep -vx kunit); do
 		targets=$(plan_tests | cut -d' ' -f1 | sed -n "s|^$suite/|$out/$suite/|p" | sort -u)
 		mkdir -p "$out/$suite"
 		# shellcheck disable=SC2086
@@ -72,7 +72,10 @@ build_initramfs() {
 		if [ -z "${PRIVMEM_TESTS:-}" ]; then plan_skips >"$stage/etc/privmem/skips"; else : >"$stage/etc/privmem/skips"; fi
 		[ -s "$stage/etc/privmem/plan" ] || die "PRIVMEM_TESTS='${PRIVMEM_TESTS:-}' matches no test in harness/tests.list"
 		while read -r name _ _; do
-			prog=$KST/$name
+			case $name in
+			kunit/*) prog=$ROOT/harness/initramfs/kunit ;;
+			*) prog=$KST/$name ;;
+			esac
 			[ -x "$prog" ] || die "test program $name was not built"
 			mkdir -p "$stage/tests/$(dirname "$name")"
 			cp "$prog" "$stage/tests/$name"
@@ -186,6 +189,11 @@ report_tests() {
 	if [ "$fail" -ne 0 ]; then
 		note "Failed:"
 		grep '^not ok ' "$tap" | sed 's/^/    /'
+	fi
+	# Cases that skipped inside a test that passed, with their reasons.
+	if grep -q '^#.*\(ok\|OK\) .*# SKIP' "$log"; then
+		note "Skipped inside passing tests:"
+		grep '^#.*\(ok\|OK\) .*# SKIP' "$log" | sed 's/^#[[:space:]]*/    /'
 	fi
 	echo "privmem: summary printed" >"$LOGS/.summary"
 	note "$pass passed, $fail failed, $skip skipped"

@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * memfile_notifier: hand the pages of a file to in-kernel consumers by pfn
+ * and tell them, before and after, when the file's pages change.
+ *
+ * See Documentation/mm/memfile_notifier.rst for the contract.
+ */
+
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/memfile_notifier.h>
+#include <linux/module.h>
+#include <linux/overflow.h>
+#include <linux/pagemap.h>
+
+static LIST_HEAD(memfile_backing_stores);
+static DEFINE_MUTEX(memfile_backing_stores_lock);
+
+/**
+ * memfile_register_backing_store - make a backing store known to the core
+ * @bs: the backing store, with all callbacks set
+ *
+ * Backing stores are built in and stay registered for the lifetime of the
+ * kernel.
+ */
+void memfile_register_backing_store(struct memfile_backing_store *bs)
+{
+	mutex_lock(&memfile_backing_stores_lock);
+	list_add_tail(&bs->list, &memfile_backing_stores);
+	mutex_unlock(&memfile_backing_stores_lock);
+}
+EXPORT_SYMBOL_GPL(memfile_register_backing_store);
+
+/**
+ * memfile_node_init - set up the per-file state of a backing store file
+ * @node: the node, embedded in the backing store's per-inode data
+ * @flags: MEMFILE_F_* properties the file's pages have
+ */
+void memfile_node_init(struct memfile_node *node, unsigned long flags)
+{
+	mutex_init(&node->lock);
+	INIT_LIST_HEAD(&node->notifiers);
+	node->flags = flags;
+}
+EXPORT_SYMBOL_GPL(memfile_node_init);
+
+/**
+ * memfile_notifier_invalidate_begin - announce a change of a file range
+ * @node: the file's node
+ * @start: first page offset of the range
+ * @end: page offset just past the range
+ *
+ * Called by the backing store before it frees pages of [@start, @end) or
+ * before it allocates pages there.  Every consumer whose registered range
+ * intersects the range is called with the intersection.  The node stays
+ * locked until memfile_notifier_invalidate_end() for the same range, which
+ * the same task must call once the change is complete; consumers cannot
+ * register or unregister in between.
+ */
+void memfile_notifier_invalidate_begin(struct memfile_node *node,
+				       pgoff_t start, pgoff_t end)
+	__acquires(&node->lock)
+{
+	struct memfile_notifier *notifier;
+
+	mutex_lock(&node->lock);
+	list_for_each_entry(notifier, &node->notifiers, list) {
+		pgoff_t s = max(start, notifier->start);
+		pgoff_t e = min(end, notifier->end);
+
+		if (s < e)
+			notifier->ops->invalidate_begin(notifier, s, e);
+	}
+}
+EXPORT_SYMBOL_GPL(memfile_notifier_invalidate_begin);
+
+/**
+ * memfile_notifier_invalidate_end - the change of a file range is complete
+ * @node: the file's node
+ * @start: first page offset of the range, as given to the begin call
+ * @end: page offset just past the range, as given to the begin call
+ *
+ * Calls the consumers that were called by the matching begin, then unlocks
+ * the node.
+ */
+void memfile_notifier_invalidate_end(struct memfile_node *node,
+				     pgoff_t start, pgoff_t end)
+	__releases(&node->lock)
+{
+	struct memfile_notifier *notifier;
+
+	lockdep_assert_held(&node->lock);
+	list_for_each_entry(notifier, &node->notifiers, list) {
+		pgoff_t s = max(start, notifier->start);
+		pgoff_t e = min(end, notifier->end);
+
+		if (s < e)
+			notifier->ops->invalidate_end(notifier, s, e);
+	}
+	mutex_unlock(&node->lock);
+}
+EXPORT_SYMBOL_GPL(memfile_notifier_invalidate_end);
+
+static struct memfile_backing_store *memfile_lookup(struct file *file,
+						    struct memfile_node **node)
+{
+	struct memfile_backing_store *bs;
+
+	mutex_lock(&memfile_backing_stores_lock);
+	list_for_each_entry(bs, &memfile_backing_stores, list) {
+		*node = bs->lookup_node(file);
+		if (*node) {
+			mutex_unlock(&memfile_backing_stores_lock);
+			return bs;
+		}
+	}
+	mutex_unlock(&memfile_backing_stores_lock);
+	return NULL;
+}
+
+/**
+ * memfile_register_notifier - register a consumer on a range of a file
+ * @file: the file
+ * @start: first page offset of the range
+ * @nr_pages: number of pages in the range
+ * @flags: MEMFILE_F_* properties the consumer demands of the pages
+ * @notifier: the consumer, with @notifier->ops set
+ *
+ * On success the consumer receives the invalidation callbacks for the
+ * range and may look up its pages with memfile_get_pfn().  The file is
+ * referenced and the module that owns @notifier->ops is pinned until
+ * memfile_unregister_notifier().  The ranges of the consumers of one file
+ * never overlap, so every page of a file has at most one consumer.
+ *
+ * Return: 0 on success;
+ * -EINVAL if @flags has unknown bits, @notifier->ops lacks a callback, or
+ * the range is empty, wraps or does not lie within the file's size;
+ * -EOPNOTSUPP if no backing store provides @file or the file's pages lack
+ * a property demanded in @flags;
+ * -EBUSY if the range overlaps the range of another consumer;
+ * -ENODEV if the owning module is being unloaded.
+ */
+int memfile_register_notifier(struct file *file, pgoff_t start,
+			      pgoff_t nr_pages, unsigned long flags,
+			      struct memfile_notifier *notifier)
+{
+	const struct memfile_notifier_ops *ops = notifier->ops;
+	struct memfile_backing_store *bs;
+	struct memfile_notifier *other;
+	struct memfile_node *node;
+	pgoff_t end;
+	int ret = 0;
+
+	if (flags & ~MEMFILE_F_ALLOWED_MASK)
+		return -EINVAL;
+	if (!ops || !ops->invalidate_begin || !ops->invalidate_end)
+		return -EINVAL;
+
+	bs = memfile_lookup(file, &node);
+	if (!bs || (flags & ~node->flags))
+		return -EOPNOTSUPP;
+
+	if (!nr_pages || check_add_overflow(start, nr_pages, &end) ||
+	    end > DIV_ROUND_UP(i_size_read(file_inode(file)), PAGE_SIZE))
+		return -EINVAL;
+
+	if (!try_module_get(ops->owner))
+		return -ENODEV;
+
+	mutex_lock(&node->lock);
+	list_for_each_entry(other, &node->notifiers, list) {
+		if (start < other->end && other->start < end) {
+			ret = -EBUSY;
+			goto out;
+		}
+	}
+	notifier->file = get_file(file);
+	notifier->bs = bs;
+	notifier->node = node;
+	notifier->start = start;
+	notifier->end = end;
+	list_add_tail(&notifier->list, &node->notifiers);
+out:
+	mutex_unlock(&node->lock);
+	if (ret)
+		module_put(ops->owner);
+	return ret;
+}
+EXPORT_SYMBOL_GPL(memfile_register_notifier);
+
+/**
+ * memfile_unregister_notifier - undo memfile_register_notifier()
+ * @notifier: a registered consumer
+ *
+ * Waits for an invalidation in flight on the file to complete, so no
+ * callback runs once this returns.  Must not be called from the consumer's
+ * own callbacks.  Drops the file reference and the module pin.
+ */
+void memfile_unregister_notifier(struct memfile_notifier *notifier)
+{
+	struct memfile_node *node = notifier->node;
+
+	mutex_lock(&node->lock);
+	list_del(&notifier->list);
+	mutex_unlock(&node->lock);
+	/* The node lives in the file's inode: release the file last. */
+	fput(notifier->file);
+	module_put(notifier->ops->owner);
+}
+EXPORT_SYMBOL_GPL(memfile_unregister_notifier);
+
+/**
+ * memfile_get_pfn - look up and reference the page at a file offset
+ * @notifier: a registered consumer
+ * @offset: page offset in the file, within the consumer's range
+ * @pfn: on success, the page's pfn
+ * @order: on success, the order of the folio that holds the page
+ *
+ * Never allocates.  A page handed out for the first time is zeroed first,
+ * so no earlier content of the memory is ever visible through it.  The
+ * reference keeps the page from being freed (but not from being
+ * invalidated) until memfile_put_pfn().
+ *
+ * Return: 0 on success; -EINVAL if @offset is outside the consumer's
+ * range; -ENOENT if the file has no page at @offset; or another negative
+ * errno from the backing store.
+ */
+int memfile_get_pfn(struct memfile_notifier *notifier, pgoff_t offset,
+		    unsigned long *pfn, int *order)
+{
+	if (offset < notifier->start || offset >= notifier->end)
+		return -EINVAL;
+	return notifier->bs->get_pfn(notifier->file, offset, pfn, order);
+}
+EXPORT_SYMBOL_GPL(memfile_get_pfn);
+
+/**
+ * memfile_put_pfn - drop the reference taken by memfile_get_pfn()
+ * @notifier: the consumer that took the reference
+ * @pfn: the pfn memfile_get_pfn() returned
+ */
+void memfile_put_pfn(struct memfile_notifier *notifier, unsigned long pfn)
+{
+	notifier->bs->put_pfn(pfn);
+}
+EXPORT_SYMBOL_GPL(memfile_put_pfn);

@@ -1,0 +1,735 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KUnit tests for memfile_notifier, driven through the shmem backing store
+ * (MFD_INACCESSIBLE files): the contract (suite memfile_notifier), and the
+ * properties the store promises for the pages (suite memfile_shmem).
+ */
+
+#include <kunit/test.h>
+#include <linux/completion.h>
+#include <linux/delay.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <linux/kthread.h>
+#include <linux/memfile_notifier.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/shmem_fs.h>
+#include <linux/slab.h>
+#include <linux/swap.h>
+#include <linux/vmstat.h>
+
+#define TEST_PAGES	8
+#define MAX_EVENTS	8
+#define NR_RECORDERS	3
+
+#define ALL_PROPERTIES	(MEMFILE_F_USER_INACCESSIBLE | MEMFILE_F_UNMOVABLE | \
+			 MEMFILE_F_UNRECLAIMABLE)
+
+struct event {
+	bool begin;
+	pgoff_t start;
+	pgoff_t end;
+	bool present;		/* was the page at @start there? */
+};
+
+/* A consumer that records its callbacks and whether pages were present. */
+struct recorder {
+	struct memfile_notifier notifier;
+	bool registered;
+	int nr;
+	struct event events[MAX_EVENTS];
+	/* For the consumer that blocks in invalidate_begin. */
+	struct completion entered;
+	struct completion release;
+	bool block;
+};
+
+struct test_ctx {
+	struct file *file;
+	struct recorder rec[NR_RECORDERS];
+};
+
+static bool page_present(struct memfile_notifier *n, pgoff_t offset)
+{
+	unsigned long pfn;
+	int order;
+
+	if (memfile_get_pfn(n, offset, &pfn, &order))
+		return false;
+	memfile_put_pfn(n, pfn);
+	return true;
+}
+
+static void record(struct memfile_notifier *n, bool begin, pgoff_t start,
+		   pgoff_t end)
+{
+	struct recorder *rec = container_of(n, struct recorder, notifier);
+
+	if (rec->nr < MAX_EVENTS)
+		rec->events[rec->nr] = (struct event) {
+			.begin = begin,
+			.start = start,
+			.end = end,
+			.present = page_present(n, start),
+		};
+	rec->nr++;
+}
+
+static void rec_invalidate_begin(struct memfile_notifier *n, pgoff_t start,
+				 pgoff_t end)
+{
+	struct recorder *rec = container_of(n, struct recorder, notifier);
+
+	record(n, true, start, end);
+	if (rec->block) {
+		complete(&rec->entered);
+		wait_for_completion(&rec->release);
+	}
+}
+
+static void rec_invalidate_end(struct memfile_notifier *n, pgoff_t start,
+			       pgoff_t end)
+{
+	record(n, false, start, end);
+}
+
+static const struct memfile_notifier_ops rec_ops = {
+	.owner			= THIS_MODULE,
+	.invalidate_begin	= rec_invalidate_begin,
+	.invalidate_end		= rec_invalidate_end,
+};
+
+static int rec_register_file(struct recorder *rec, struct file *file,
+			    pgoff_t start, pgoff_t nr)
+{
+	int ret;
+
+	rec->notifier.ops = &rec_ops;
+	ret = memfile_register_notifier(file, start, nr, ALL_PROPERTIES,
+					&rec->notifier);
+	rec->registered = !ret;
+	return ret;
+}
+
+static int rec_register(struct test_ctx *ctx, int i, pgoff_t start,
+			pgoff_t nr)
+{
+	return rec_register_file(&ctx->rec[i], ctx->file, start, nr);
+}
+
+static void rec_unregister(struct recorder *rec)
+{
+	memfile_unregister_notifier(&rec->notifier);
+	rec->registered = false;
+}
+
+static int falloc(struct test_ctx *ctx, pgoff_t start, pgoff_t nr)
+{
+	return vfs_fallocate(ctx->file, 0, start << PAGE_SHIFT,
+			     nr << PAGE_SHIFT);
+}
+
+static int punch(struct file *file, pgoff_t start, pgoff_t nr)
+{
+	return vfs_fallocate(file, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			     start << PAGE_SHIFT, nr << PAGE_SHIFT);
+}
+
+#define EXPECT_EVENT(test, rec, i, b, s, e, p) do {			\
+	KUNIT_EXPECT_EQ(test, (rec)->events[i].begin, b);		\
+	KUNIT_EXPECT_EQ(test, (rec)->events[i].start, (pgoff_t)(s));	\
+	KUNIT_EXPECT_EQ(test, (rec)->events[i].end, (pgoff_t)(e));	\
+	KUNIT_EXPECT_EQ(test, (rec)->events[i].present, p);		\
+} while (0)
+
+static int memfile_test_init(struct kunit *test)
+{
+	struct test_ctx *ctx;
+	int i;
+
+	ctx = kunit_kzalloc(test, sizeof(*ctx), GFP_KERNEL);
+	if (!ctx)
+		return -ENOMEM;
+	ctx->file = shmem_inaccessible_file_setup("memfile_notifier_test",
+						  TEST_PAGES << PAGE_SHIFT);
+	if (IS_ERR(ctx->file))
+		return PTR_ERR(ctx->file);
+	for (i = 0; i < NR_RECORDERS; i++) {
+		init_completion(&ctx->rec[i].entered);
+		init_completion(&ctx->rec[i].release);
+	}
+	test->priv = ctx;
+	return 0;
+}
+
+static void memfile_test_exit(struct kunit *test)
+{
+	struct test_ctx *ctx = test->priv;
+	int i;
+
+	for (i = 0; i < NR_RECORDERS; i++)
+		if (ctx->rec[i].registered)
+			rec_unregister(&ctx->rec[i]);
+	fput(ctx->file);
+}
+
+/* Hole punch: begin sees the pages, end runs after they are gone. */
+static void punch_is_bracketed(struct kunit *test)
+{
+	struct test_ctx *ctx = test->priv;
+	struct recorder *rec = &ctx->rec[0];
+
+	KUNIT_ASSERT_EQ(test, falloc(ctx, 0, TEST_PAGES), 0);
+	KUNIT_ASSERT_EQ(test, rec_register(ctx, 0, 0, TEST_PAGES), 0);
+
+	KUNIT_ASSERT_EQ(test, punch(ctx->file, 2, 2), 0);
+	KUNIT_ASSERT_EQ(test, rec->nr, 2);
+	EXPECT_EVENT(test, rec, 0, true, 2, 4, true);
+	EXPECT_EVENT(test, rec, 1, false, 2, 4, false);
+}
+
+/* Allocation: begin runs on a hole, end after the pages exist. */
+static void allocation_is_bracketed(struct kunit *test)
+{
+	struct test_ctx *ctx = test->priv;
+	struct recorder *rec = &ctx->rec[0];
+
+	KUNIT_ASSERT_EQ(test, rec_register(ctx, 0, 0, TEST_PAGES), 0);
+
+	KUNIT_ASSERT_EQ(test, falloc(ctx, 4, 2), 0);
+	KUNIT_ASSERT_EQ(test, rec->nr, 2);
+	EXPECT_EVENT(test, rec, 0, true, 4, 6, false);
+	EXPECT_EVENT(test, rec, 1, false, 4, 6, true);
+}
+
+/* Callbacks carry the part of the change inside the consumer's range. */
+static void callbacks_are_clamped(struct kunit *test)
+{
+	struct test_ctx *ctx = test->priv;
+	struct recorder *rec = &ctx->rec[0];
+
+	KUNIT_ASSERT_EQ(test, falloc(ctx, 0, TEST_PAGES), 0);
+	KUNIT_ASSERT_EQ(test, rec_register(ctx, 0, 2, 4), 0);
+
+	KUNIT_ASSERT_EQ(test, punch(ctx->file, 6, 2), 0);
+	KUNIT_EXPECT_EQ(test, rec->nr, 0);
+	KUNIT_ASSERT_EQ(test, punch(ctx->file, 0, TEST_PAGES), 0);
+	KUNIT_ASSERT_EQ(test, rec->nr, 2);
+	EXPECT_EVENT(test, rec, 0, true, 2, 6, true);
+	EXPECT_EVENT(test, rec, 1, false, 2, 6, false);
+}
+
+/* A lookup on a hole fails and allocates nothing. */
+static void get_on_hole_allocates_nothing(struct kunit *test)
+{
+	struct test_ctx *ctx = test->priv;
+	struct inode *inode = file_inode(ctx->file);
+	struct memfile_notifier *n = &ctx->rec[0].notifier;
+	unsigned long pfn;
+	int order;
+
+	KUNIT_ASSERT_EQ(test, rec_register(ctx, 0, 0, 4), 0);
+	KUNIT_EXPECT_EQ(test, memfile_get_pfn(n, 3, &pfn, &order), -ENOENT);
+	KUNIT_EXPECT_EQ(test, inode->i_mapping->nrpages, 0UL);
+	KUNIT_EXPECT_EQ(test, inode->i_blocks, (blkcnt_t)0);
+	/* Outside the registered range, even where the file has pages. */
+	KUNIT_ASSERT_EQ(test, falloc(ctx, 4, 1), 0);
+	KUNIT_EXPECT_EQ(test, memfile_get_pfn(n, 4, &pfn, &order), -EINVAL);
+}
+
+static bool page_is(unsigned long pfn, u8 val)
+{
+	u8 *p = page_address(pfn_to_page(pfn));
+	int i;
+
+	for (i = 0; i < PAGE_SIZE; i++)
+		if (p[i] != val)
+			return false;
+	return true;
+}
+
+/*
+ * Pages handed out read as zero, however they were used before: by the
+ * file's own consumer, or by whoever owned the memory before the file.
+ */
+static void pages_are_zeroed(struct kunit *test)
+{
+	struct test_ctx *ctx = test->priv;
+	struct memfile_notifier *n = &ctx->rec[0].notifier;
+	unsigned long pfn, stale_pfn;
+	struct page *stale;
+	int order;
+
+	KUNIT_ASSERT_EQ(test, rec_register(ctx, 0, 0, TEST_PAGES), 0);
+	KUNIT_ASSERT_EQ(test, falloc(ctx, 0, 1), 0);
+	KUNIT_ASSERT_EQ(test, memfile_get_pfn(n, 0, &pfn, &order), 0);
+	KUNIT_EXPECT_EQ(test, order, 0);
+	KUNIT_EXPECT_TRUE(test, page_is(pfn, 0));
+	memset(page_address(pfn_to_page(pfn)), 0xa5, PAGE_SIZE);
+	memfile_put_pfn(n, pfn);
+
+	/* The content stays while the page stays... */
+	KUNIT_ASSERT_EQ(test, memfile_get_pfn(n, 0, &pfn, &order), 0);
+	KUNIT_EXPECT_TRUE(test, page_is(pfn, 0xa5));
+	memfile_put_pfn(n, pfn);
+
+	/* ...and is gone once the page was punched and allocated again. */
+	KUNIT_ASSERT_EQ(test, punch(ctx->file, 0, 1), 0);
+	KUNIT_ASSERT_EQ(test, falloc(ctx, 0, 1), 0);
+	KUNIT_ASSERT_EQ(test, memfile_get_pfn(n, 0, &pfn, &order), 0);
+	KUNIT_EXPECT_TRUE(test, page_is(pfn, 0));
+	memfile_put_pfn(n, pfn);
+
+	/* Memory that held someone else's data comes back zeroed. */
+	stale = alloc_page(GFP_HIGHUSER_MOVABLE);
+	KUNIT_ASSERT_NOT_NULL(test, stale);
+	memset(page_address(stale), 0x5a, PAGE_SIZE);
+	stale_pfn = page_to_pfn(stale);
+	__free_page(stale);
+	KUNIT_ASSERT_EQ(test, falloc(ctx, 1, 1), 0);
+	KUNIT_ASSERT_EQ(test, memfile_get_pfn(n, 1, &pfn, &order), 0);
+	KUNIT_EXPECT_TRUE(test, page_is(pfn, 0));
+	kunit_info(test, "the allocator %s the dirtied page",
+		   pfn == stale_pfn ? "reused" : "did not reuse");
+	memfile_put_pfn(n, pfn);
+}
+
+/* Consumers on disjoint ranges of one file each see their own part. */
+static void two_consumers(struct kunit *test)
+{
+	struct test_ctx *ctx = test->priv;
+	struct recorder *a = &ctx->rec[0], *b = &ctx->rec[1];
+
+	KUNIT_ASSERT_EQ(test, falloc(ctx, 0, TEST_PAGES), 0);
+	KUNIT_ASSERT_EQ(test, rec_register(ctx, 0, 0, 4), 0);
+	KUNIT_ASSERT_EQ(test, rec_register(ctx, 1, 4, 4), 0);
+	/* A page has at most one consumer. */
+	KUNIT_EXPECT_EQ(test, rec_register(ctx, 2, 3, 2), -EBUSY);
+
+	KUNIT_ASSERT_EQ(test, punch(ctx->file, 2, 4), 0);
+	KUNIT_ASSERT_EQ(test, a->nr, 2);
+	KUNIT_ASSERT_EQ(test, b->nr, 2);
+	EXPECT_EVENT(test, a, 0, true, 2, 4, true);
+	EXPECT_EVENT(test, a, 1, false, 2, 4, false);
+	EXPECT_EVENT(test, b, 0, true, 4, 6, true);
+	EXPECT_EVENT(test, b, 1, false, 4, 6, false);
+
+	rec_unregister(a);
+	KUNIT_ASSERT_EQ(test, punch(ctx->file, 0, TEST_PAGES), 0);
+	KUNIT_EXPECT_EQ(test, a->nr, 2);
+	KUNIT_EXPECT_EQ(test, b->nr, 4);
+}
+
+/* What cannot be registered, and why. */
+static void registration_errors(struct kunit *test)
+{
+	static const struct memfile_notifier_ops no_end_ops = {
+		.invalidate_begin = rec_invalidate_begin,
+	};
+	struct test_ctx *ctx = test->priv;
+	struct memfile_notifier *n = &ctx->rec[0].notifier;
+	struct file *ordinary;
+
+	n->ops = &rec_ops;
+	/* An ordinary shmem file is no memfile, whatever is demanded. */
+	ordinary = shmem_file_setup("memfile_notifier_test", PAGE_SIZE,
+				    VM_NORESERVE);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, ordinary);
+	KUNIT_EXPECT_EQ(test, memfile_register_notifier(ordinary, 0, 1,
+			MEMFILE_F_USER_INACCESSIBLE, n), -EOPNOTSUPP);
+	KUNIT_EXPECT_EQ(test, memfile_register_notifier(ordinary, 0, 1, 0, n),
+			-EOPNOTSUPP);
+	fput(ordinary);
+
+	KUNIT_EXPECT_EQ(test, memfile_register_notifier(ctx->file, 0, 1,
+			BIT(16), n), -EINVAL);
+	KUNIT_EXPECT_EQ(test, memfile_register_notifier(ctx->file, 0, 0,
+			ALL_PROPERTIES, n), -EINVAL);
+	KUNIT_EXPECT_EQ(test, memfile_register_notifier(ctx->file, 4,
+			TEST_PAGES, ALL_PROPERTIES, n), -EINVAL);
+	KUNIT_EXPECT_EQ(test, memfile_register_notifier(ctx->file, ULONG_MAX,
+			2, ALL_PROPERTIES, n), -EINVAL);
+	n->ops = &no_end_ops;
+	KUNIT_EXPECT_EQ(test, memfile_register_notifier(ctx->file, 0, 1,
+			ALL_PROPERTIES, n), -EINVAL);
+}
+
+struct punch_work {
+	struct file *file;
+	struct completion done;
+};
+
+static int punch_thread(void *data)
+{
+	struct punch_work *w = data;
+
+	punch(w->file, 0, TEST_PAGES);
+	complete(&w->done);
+	return 0;
+}
+
+struct unregister_work {
+	struct recorder *rec;
+	struct completion done;
+};
+
+static int unregister_thread(void *data)
+{
+	struct unregister_work *w = data;
+
+	rec_unregister(w->rec);
+	complete(&w->done);
+	return 0;
+}
+
+/*
+ * Unregistering waits for the callbacks in flight: while a hole punch is
+ * inside the consumer's invalidate_begin, unregistration does not return;
+ * it returns after invalidate_end, and no callback follows.
+ */
+static void unregister_waits_for_callbacks(struct kunit *test)
+{
+	struct test_ctx *ctx = test->priv;
+	struct recorder *rec = &ctx->rec[0];
+	struct unregister_work uw = { .rec = rec };
+	struct punch_work pw = { .file = ctx->file };
+	struct task_struct *t;
+
+	KUNIT_ASSERT_EQ(test, falloc(ctx, 0, TEST_PAGES), 0);
+	KUNIT_ASSERT_EQ(test, rec_register(ctx, 0, 0, TEST_PAGES), 0);
+	rec->block = true;
+	init_completion(&pw.done);
+	init_completion(&uw.done);
+
+	t = kthread_run(punch_thread, &pw, "memfile-test-punch");
+	KUNIT_ASSERT_FALSE(test, IS_ERR(t));
+	wait_for_completion(&rec->entered);
+
+	t = kthread_run(unregister_thread, &uw, "memfile-test-unreg");
+	if (IS_ERR(t)) {
+		complete(&rec->release);
+		wait_for_completion(&pw.done);
+		KUNIT_FAIL(test, "cannot start the unregistering thread");
+		return;
+	}
+	/* The callback is still running: unregistration must wait. */
+	KUNIT_EXPECT_FALSE(test, wait_for_completion_timeout(&uw.done,
+							     msecs_to_jiffies(200)));
+	KUNIT_EXPECT_EQ(test, rec->nr, 1);
+
+	complete(&rec->release);
+	wait_for_completion(&pw.done);
+	wait_for_completion(&uw.done);
+	KUNIT_ASSERT_EQ(test, rec->nr, 2);
+	EXPECT_EVENT(test, rec, 1, false, 0, TEST_PAGES, false);
+
+	/* Unregistered: later changes are not reported. */
+	rec->block = false;
+	KUNIT_ASSERT_EQ(test, falloc(ctx, 0, TEST_PAGES), 0);
+	KUNIT_EXPECT_EQ(test, rec->nr, 2);
+}
+
+/* Registration pins the module that provides the callbacks. */
+static void owner_module_is_pinned(struct kunit *test)
+{
+	struct test_ctx *ctx = test->priv;
+	int refs;
+
+	if (!THIS_MODULE)
+		kunit_skip(test, "built in: there is no module to pin");
+
+	refs = module_refcount(THIS_MODULE);
+	KUNIT_ASSERT_EQ(test, rec_register(ctx, 0, 0, 2), 0);
+	KUNIT_ASSERT_EQ(test, rec_register(ctx, 1, 2, 2), 0);
+	KUNIT_EXPECT_EQ(test, module_refcount(THIS_MODULE), refs + 2);
+	rec_unregister(&ctx->rec[0]);
+	KUNIT_EXPECT_EQ(test, module_refcount(THIS_MODULE), refs + 1);
+	rec_unregister(&ctx->rec[1]);
+	KUNIT_EXPECT_EQ(test, module_refcount(THIS_MODULE), refs);
+	/* A failed registration leaves no pin behind. */
+	KUNIT_EXPECT_EQ(test, rec_register(ctx, 2, 0, TEST_PAGES + 1), -EINVAL);
+	KUNIT_EXPECT_EQ(test, rec_register(ctx, 2, 0, 0), -EINVAL);
+	KUNIT_EXPECT_EQ(test, module_refcount(THIS_MODULE), refs);
+}
+
+static struct kunit_case memfile_notifier_cases[] = {
+	KUNIT_CASE(punch_is_bracketed),
+	KUNIT_CASE(allocation_is_bracketed),
+	KUNIT_CASE(callbacks_are_clamped),
+	KUNIT_CASE(get_on_hole_allocates_nothing),
+	KUNIT_CASE(pages_are_zeroed),
+	KUNIT_CASE(two_consumers),
+	KUNIT_CASE(registration_errors),
+	KUNIT_CASE(unregister_waits_for_callbacks),
+	KUNIT_CASE(owner_module_is_pinned),
+	{}
+};
+
+static struct kunit_suite memfile_notifier_suite = {
+	.name = "memfile_notifier",
+	.init = memfile_test_init,
+	.exit = memfile_test_exit,
+	.test_cases = memfile_notifier_cases,
+};
+
+/*
+ * The properties of the shmem store's pages, seen through a consumer:
+ * the pfn of every page and the content the test wrote there must survive
+ * compaction, migration attempts and memory pressure.
+ */
+#define PROP_PAGES	4096		/* 16 MiB */
+#define PRESSURE_PAGES	8192		/* swap-outs that count as pressure */
+
+struct prop_ctx {
+	struct file *file;		/* inaccessible, PROP_PAGES */
+	struct file *ordinary;		/* an ordinary shmem file */
+	struct recorder rec;
+	unsigned long *pfns;
+	unsigned long *events;		/* NR_VM_EVENT_ITEMS counters */
+};
+
+static u64 pattern(pgoff_t index)
+{
+	return 0x5eed0000c0ffee00ULL ^ index;
+}
+
+static unsigned long vm_event(struct prop_ctx *ctx, enum vm_event_item item)
+{
+	all_vm_events(ctx->events);
+	return ctx->events[item];
+}
+
+/* Allocate the inaccessible file, record its pfns, fill it. */
+static int prop_init(struct kunit *test)
+{
+	struct prop_ctx *ctx;
+	pgoff_t i;
+	int order;
+
+	ctx = kunit_kzalloc(test, sizeof(*ctx), GFP_KERNEL);
+	if (!ctx)
+		return -ENOMEM;
+	ctx->pfns = kvcalloc(PROP_PAGES, sizeof(*ctx->pfns), GFP_KERNEL);
+	ctx->events = kcalloc(NR_VM_EVENT_ITEMS, sizeof(*ctx->events),
+			      GFP_KERNEL);
+	ctx->file = shmem_inaccessible_file_setup("memfile_shmem_test",
+						  PROP_PAGES << PAGE_SHIFT);
+	ctx->ordinary = shmem_file_setup("memfile_shmem_test",
+					 PROP_PAGES << PAGE_SHIFT, VM_NORESERVE);
+	test->priv = ctx;
+	if (!ctx->pfns || !ctx->events || IS_ERR(ctx->file) ||
+	    IS_ERR(ctx->ordinary))
+		return -ENOMEM;
+
+	/*
+	 * Interleave the file's pages with pages of an ordinary file, so
+	 * that anything that moves ordinary pages comes by ours too.
+	 */
+	for (i = 0; i < PROP_PAGES; i++) {
+		struct page *page;
+
+		if (vfs_fallocate(ctx->file, 0, i << PAGE_SHIFT, PAGE_SIZE))
+			return -ENOMEM;
+		page = shmem_read_mapping_page(ctx->ordinary->f_mapping, i);
+		if (IS_ERR(page))
+			return PTR_ERR(page);
+		set_page_dirty(page);
+		put_page(page);
+	}
+
+	rec_register_file(&ctx->rec, ctx->file, 0, PROP_PAGES);
+	if (!ctx->rec.registered)
+		return -EINVAL;
+	for (i = 0; i < PROP_PAGES; i++) {
+		u64 *p;
+		int j;
+
+		if (memfile_get_pfn(&ctx->rec.notifier, i, &ctx->pfns[i], &order))
+			return -ENOENT;
+		p = page_address(pfn_to_page(ctx->pfns[i]));
+		for (j = 0; j < PAGE_SIZE / sizeof(*p); j++)
+			p[j] = pattern(i);
+		memfile_put_pfn(&ctx->rec.notifier, ctx->pfns[i]);
+	}
+	/* Free every other ordinary page: holes for compaction to fill. */
+	for (i = 0; i < PROP_PAGES; i += 2)
+		if (punch(ctx->ordinary, i, 1))
+			return -EIO;
+	return 0;
+}
+
+static void prop_exit(struct kunit *test)
+{
+	struct prop_ctx *ctx = test->priv;
+
+	if (ctx->rec.registered)
+		rec_unregister(&ctx->rec);
+	if (!IS_ERR_OR_NULL(ctx->file))
+		fput(ctx->file);
+	if (!IS_ERR_OR_NULL(ctx->ordinary))
+		fput(ctx->ordinary);
+	kvfree(ctx->pfns);
+	kfree(ctx->events);
+}
+
+/* Every page still at its pfn, with the content written at init. */
+static void expect_pages_in_place(struct kunit *test, struct prop_ctx *ctx)
+{
+	int moved = 0, changed = 0, missing = 0;
+	unsigned long pfn;
+	pgoff_t i;
+	int order;
+
+	for (i = 0; i < PROP_PAGES; i++) {
+		u64 *p;
+
+		if (memfile_get_pfn(&ctx->rec.notifier, i, &pfn, &order)) {
+			missing++;
+			continue;
+		}
+		if (pfn != ctx->pfns[i])
+			moved++;
+		p = page_address(pfn_to_page(pfn));
+		if (p[0] != pattern(i) || p[PAGE_SIZE / sizeof(*p) - 1] != pattern(i))
+			changed++;
+		memfile_put_pfn(&ctx->rec.notifier, pfn);
+	}
+	KUNIT_EXPECT_EQ(test, missing, 0);
+	KUNIT_EXPECT_EQ(test, moved, 0);
+	KUNIT_EXPECT_EQ(test, changed, 0);
+	/* Nothing happened to the file that a consumer is told about. */
+	KUNIT_EXPECT_EQ(test, ctx->rec.nr, 0);
+}
+
+/* Write @val to a sysctl or sysfs file. */
+static int write_knob(const char *path, const char *val)
+{
+	struct file *f;
+	loff_t pos = 0;
+	ssize_t ret;
+
+	f = filp_open(path, O_WRONLY, 0);
+	if (IS_ERR(f))
+		return PTR_ERR(f);
+	ret = kernel_write(f, val, strlen(val), &pos);
+	filp_close(f, NULL);
+	return ret < 0 ? ret : 0;
+}
+
+/* Compaction runs, isolates other memory, and leaves ours alone. */
+static void compaction_leaves_pages_in_place(struct kunit *test)
+{
+	struct prop_ctx *ctx = test->priv;
+	unsigned long isolated, failed;
+
+	isolated = vm_event(ctx, COMPACTISOLATED);
+	failed = vm_event(ctx, PGMIGRATE_FAIL);
+	KUNIT_ASSERT_EQ(test, write_knob("/proc/sys/vm/compact_memory", "1"), 0);
+	isolated = vm_event(ctx, COMPACTISOLATED) - isolated;
+	failed = vm_event(ctx, PGMIGRATE_FAIL) - failed;
+	kunit_info(test, "compaction isolated %lu pages, %lu failed to migrate",
+		   isolated, failed);
+	KUNIT_EXPECT_GT(test, isolated, 0UL);
+	expect_pages_in_place(test, ctx);
+}
+
+static int soft_offline(unsigned long pfn)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%#llx", (u64)pfn << PAGE_SHIFT);
+	return write_knob("/sys/devices/system/memory/soft_offline_page", buf);
+}
+
+/*
+ * Soft offlining migrates one given page away: it does for an ordinary
+ * shmem page and is refused for ours.  Memory blocks are not offlined:
+ * every block of the test VM also holds kernel memory, so block offlining
+ * would fail before it reached our pages.
+ */
+static void soft_offline_is_refused(struct kunit *test)
+{
+	struct prop_ctx *ctx = test->priv;
+	struct page *page;
+	unsigned long pfn;
+	int ret;
+
+	if (!IS_ENABLED(CONFIG_MEMORY_FAILURE) ||
+	    !IS_ENABLED(CONFIG_MEMORY_HOTPLUG))
+		kunit_skip(test, "soft offlining needs MEMORY_FAILURE and MEMORY_HOTPLUG");
+
+	/* The control: an ordinary page moves. */
+	page = shmem_read_mapping_page(ctx->ordinary->f_mapping, 1);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(page));
+	pfn = page_to_pfn(page);
+	put_page(page);
+	KUNIT_ASSERT_EQ(test, soft_offline(pfn), 0);
+	page = shmem_read_mapping_page(ctx->ordinary->f_mapping, 1);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(page));
+	KUNIT_EXPECT_NE(test, page_to_pfn(page), pfn);
+	put_page(page);
+
+	ret = soft_offline(ctx->pfns[PROP_PAGES / 2]);
+	KUNIT_EXPECT_EQ(test, ret, -EBUSY);
+	expect_pages_in_place(test, ctx);
+}
+
+/*
+ * Fill memory with ordinary shmem pages until reclaim has swapped out
+ * PRESSURE_PAGES of them; ours stay.
+ */
+static void pressure_leaves_pages_resident(struct kunit *test)
+{
+	struct prop_ctx *ctx = test->priv;
+	unsigned long swapped, limit, i;
+	struct file *hog;
+
+	if (!get_nr_swap_pages())
+		kunit_skip(test, "no free swap; the harness sets up zram swap");
+
+	limit = totalram_pages() + totalram_pages() / 4;
+	hog = shmem_file_setup("memfile_shmem_hog", limit << PAGE_SHIFT,
+			       VM_NORESERVE);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(hog));
+	swapped = vm_event(ctx, PSWPOUT);
+	for (i = 0; i < limit; i++) {
+		struct page *page;
+
+		page = shmem_read_mapping_page(hog->f_mapping, i);
+		if (IS_ERR(page))
+			break;
+		/* Same-filled, so zram stores it in no memory. */
+		memset(page_address(page), 0x3c, PAGE_SIZE);
+		set_page_dirty(page);
+		put_page(page);
+		if (!(i % 1024) &&
+		    vm_event(ctx, PSWPOUT) - swapped >= PRESSURE_PAGES)
+			break;
+		cond_resched();
+	}
+	swapped = vm_event(ctx, PSWPOUT) - swapped;
+	fput(hog);
+	kunit_info(test, "allocated %lu pages, %lu were swapped out", i, swapped);
+	KUNIT_EXPECT_GE(test, swapped, (unsigned long)PRESSURE_PAGES);
+	expect_pages_in_place(test, ctx);
+}
+
+static struct kunit_case memfile_shmem_cases[] = {
+	KUNIT_CASE(compaction_leaves_pages_in_place),
+	KUNIT_CASE(soft_offline_is_refused),
+	KUNIT_CASE(pressure_leaves_pages_resident),
+	{}
+};
+
+static struct kunit_suite memfile_shmem_suite = {
+	.name = "memfile_shmem",
+	.init = prop_init,
+	.exit = prop_exit,
+	.test_cases = memfile_shmem_cases,
+};
+
+kunit_test_suites(&memfile_notifier_suite, &memfile_shmem_suite);
+
+MODULE_DESCRIPTION("KUnit tests for memfile_notifier");
+MODULE_LICENSE("GPL");

@@ -1,0 +1,646 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * MFD_INACCESSIBLE: no userspace path reaches the pages of the file, the
+ * size is set once, and fallocate() converts whole pages inside it.
+ *
+ * Every access path is tried on the descriptor memfd_create() returned, on
+ * a reopen through /proc/self/fd/N and on a copy received over SCM_RIGHTS.
+ */
+#define _GNU_SOURCE
+#define __EXPORTED_HEADERS__
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/memfd.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "../kselftest_harness.h"
+
+#define PAGE		4096
+#define NR_PAGES	16
+#define SIZE		(NR_PAGES * PAGE)
+
+static int new_inaccessible(unsigned int extra_flags)
+{
+	return sys_memfd_create("inaccessible", MFD_INACCESSIBLE | extra_flags);
+}
+
+/* An ordinary memfd with one page of recognisable data. */
+static int new_ordinary(struct __test_metadata *_metadata)
+{
+	char buf[PAGE];
+	int fd;
+
+	fd = sys_memfd_create("ordinary", 0);
+	ASSERT_GE(fd, 0);
+	memset(buf, 0x5a, sizeof(buf));
+	ASSERT_EQ(pwrite(fd, buf, sizeof(buf), 0), sizeof(buf));
+	return fd;
+}
+
+/* Pass @fd through a UNIX socket and return the received copy. */
+static int scm_copy(struct __test_metadata *_metadata, int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr msg = { 0 };
+	struct cmsghdr *cmsg;
+	struct iovec iov;
+	char byte = 0;
+	int sv[2], copy;
+
+	ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	iov.iov_base = &byte;
+	iov.iov_len = 1;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	ASSERT_EQ(sendmsg(sv[0], &msg, 0), 1);
+
+	memset(u.buf, 0, sizeof(u.buf));
+	msg.msg_controllen = sizeof(u.buf);
+	ASSERT_EQ(recvmsg(sv[1], &msg, 0), 1);
+	cmsg = CMSG_FIRSTHDR(&msg);
+	ASSERT_NE(cmsg, NULL);
+	ASSERT_EQ(cmsg->cmsg_type, SCM_RIGHTS);
+	memcpy(&copy, CMSG_DATA(cmsg), sizeof(int));
+	close(sv[0]);
+	close(sv[1]);
+	return copy;
+}
+
+enum fd_origin { DIRECT, PROC_REOPEN, SCM_RIGHTS_COPY };
+
+FIXTURE(access) {
+	int memfd;	/* as memfd_create() returned it */
+	int fd;		/* the descriptor under test */
+	int other;	/* an ordinary memfd holding data */
+	char buf[PAGE];
+};
+
+FIXTURE_VARIANT(access) {
+	enum fd_origin origin;
+};
+
+FIXTURE_VARIANT_ADD(access, direct) {
+	.origin = DIRECT,
+};
+
+FIXTURE_VARIANT_ADD(access, proc_reopen) {
+	.origin = PROC_REOPEN,
+};
+
+FIXTURE_VARIANT_ADD(access, scm_rights) {
+	.origin = SCM_RIGHTS_COPY,
+};
+
+FIXTURE_SETUP(access)
+{
+	char path[64];
+
+	self->memfd = new_inaccessible(0);
+	ASSERT_GE(self->memfd, 0);
+	ASSERT_EQ(ftruncate(self->memfd, SIZE), 0);
+	/* Allocated pages, so a refusal is not just a read of a hole. */
+	ASSERT_EQ(fallocate(self->memfd, 0, 0, SIZE), 0);
+
+	switch (variant->origin) {
+	case DIRECT:
+		self->fd = self->memfd;
+		break;
+	case PROC_REOPEN:
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", self->memfd);
+		self->fd = open(path, O_RDWR);
+		ASSERT_GE(self->fd, 0);
+		break;
+	case SCM_RIGHTS_COPY:
+		self->fd = scm_copy(_metadata, self->memfd);
+		ASSERT_GE(self->fd, 0);
+		break;
+	}
+	self->other = new_ordinary(_metadata);
+	memset(self->buf, 0xa5, sizeof(self->buf));
+}
+
+FIXTURE_TEARDOWN(access)
+{
+	if (self->fd != self->memfd)
+		close(self->fd);
+	close(self->memfd);
+	close(self->other);
+}
+
+#define ASSERT_FAILS_WITH(expr, err) do {	\
+	errno = 0;				\
+	ASSERT_EQ((long)(expr), -1);		\
+	ASSERT_EQ(errno, err);			\
+} while (0)
+
+TEST_F(access, read)
+{
+	ASSERT_FAILS_WITH(read(self->fd, self->buf, PAGE), EINVAL);
+}
+
+TEST_F(access, write)
+{
+	ASSERT_FAILS_WITH(write(self->fd, self->buf, PAGE), EINVAL);
+}
+
+TEST_F(access, pread)
+{
+	ASSERT_FAILS_WITH(pread(self->fd, self->buf, PAGE, 0), EINVAL);
+}
+
+TEST_F(access, pwrite)
+{
+	ASSERT_FAILS_WITH(pwrite(self->fd, self->buf, PAGE, 0), EINVAL);
+}
+
+TEST_F(access, readv)
+{
+	struct iovec iov = { self->buf, PAGE };
+
+	ASSERT_FAILS_WITH(readv(self->fd, &iov, 1), EINVAL);
+}
+
+TEST_F(access, writev)
+{
+	struct iovec iov = { self->buf, PAGE };
+
+	ASSERT_FAILS_WITH(writev(self->fd, &iov, 1), EINVAL);
+}
+
+TEST_F(access, preadv2)
+{
+	struct iovec iov = { self->buf, PAGE };
+
+	ASSERT_FAILS_WITH(preadv2(self->fd, &iov, 1, 0, 0), EINVAL);
+	ASSERT_FAILS_WITH(preadv2(self->fd, &iov, 1, -1, RWF_NOWAIT), EINVAL);
+}
+
+TEST_F(access, pwritev2)
+{
+	struct iovec iov = { self->buf, PAGE };
+
+	ASSERT_FAILS_WITH(pwritev2(self->fd, &iov, 1, 0, 0), EINVAL);
+}
+
+TEST_F(access, mmap)
+{
+	static const int prots[] = {
+		PROT_READ | PROT_WRITE, PROT_READ, PROT_WRITE, PROT_EXEC,
+		PROT_NONE,
+	};
+	static const int types[] = { MAP_SHARED, MAP_PRIVATE };
+	unsigned int p, t;
+
+	for (p = 0; p < sizeof(prots) / sizeof(prots[0]); p++) {
+		for (t = 0; t < 2; t++) {
+			void *addr;
+
+			errno = 0;
+			addr = mmap(NULL, PAGE, prots[p], types[t], self->fd, 0);
+			ASSERT_EQ(addr, MAP_FAILED) {
+				TH_LOG("mmap(prot %#x, flags %#x) succeeded",
+				       prots[p], types[t]);
+			}
+			ASSERT_EQ(errno, ENODEV);
+		}
+	}
+}
+
+TEST_F(access, splice_from)
+{
+	loff_t off = 0;
+	int pipefd[2];
+
+	ASSERT_EQ(pipe(pipefd), 0);
+	ASSERT_FAILS_WITH(splice(self->fd, &off, pipefd[1], NULL, PAGE, 0),
+			  EINVAL);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
+TEST_F(access, splice_to)
+{
+	loff_t off = 0;
+	int pipefd[2];
+
+	ASSERT_EQ(pipe(pipefd), 0);
+	ASSERT_EQ(write(pipefd[1], self->buf, PAGE), PAGE);
+	ASSERT_FAILS_WITH(splice(pipefd[0], NULL, self->fd, &off, PAGE, 0),
+			  EINVAL);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
+TEST_F(access, sendfile_from)
+{
+	off_t off = 0;
+
+	ASSERT_FAILS_WITH(sendfile(self->other, self->fd, &off, PAGE), EINVAL);
+}
+
+TEST_F(access, sendfile_to)
+{
+	off_t off = 0;
+
+	ASSERT_FAILS_WITH(sendfile(self->fd, self->other, &off, PAGE), EINVAL);
+}
+
+TEST_F(access, copy_file_range_from)
+{
+	loff_t in = 0, out = 0;
+
+	ASSERT_FAILS_WITH(copy_file_range(self->fd, &in, self->other, &out,
+					  PAGE, 0), EINVAL);
+}
+
+TEST_F(access, copy_file_range_to)
+{
+	loff_t in = 0, out = 0;
+
+	ASSERT_FAILS_WITH(copy_file_range(self->other, &in, self->fd, &out,
+					  PAGE, 0), EINVAL);
+}
+
+/* Submit one read or write and return the completion's result. */
+static int uring_rw(struct __test_metadata *_metadata, int fd, void *buf,
+		    bool write)
+{
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	struct io_uring ring;
+	int res;
+
+	ASSERT_EQ(io_uring_queue_init(4, &ring, 0), 0);
+	sqe = io_uring_get_sqe(&ring);
+	ASSERT_NE(sqe, NULL);
+	if (write)
+		io_uring_prep_write(sqe, fd, buf, PAGE, 0);
+	else
+		io_uring_prep_read(sqe, fd, buf, PAGE, 0);
+	ASSERT_EQ(io_uring_submit(&ring), 1);
+	ASSERT_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+	res = cqe->res;
+	io_uring_cqe_seen(&ring, cqe);
+	io_uring_queue_exit(&ring);
+	return res;
+}
+
+TEST_F(access, io_uring_read)
+{
+	ASSERT_EQ(uring_rw(_metadata, self->fd, self->buf, false), -EINVAL);
+}
+
+TEST_F(access, io_uring_write)
+{
+	ASSERT_EQ(uring_rw(_metadata, self->fd, self->buf, true), -EINVAL);
+}
+
+/* The refusals must not be because of the descriptor: allocation works. */
+TEST_F(access, fallocate_works)
+{
+	ASSERT_EQ(fallocate(self->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			    0, PAGE), 0);
+	ASSERT_EQ(fallocate(self->fd, 0, 0, PAGE), 0);
+}
+
+TEST(create_flags)
+{
+	int fd;
+
+	ASSERT_FAILS_WITH(new_inaccessible(MFD_HUGETLB), EINVAL);
+	ASSERT_FAILS_WITH(new_inaccessible(MFD_HUGETLB | MFD_HUGE_2MB), EINVAL);
+	/* Unknown bits next to the new flag fail too. */
+	ASSERT_FAILS_WITH(new_inaccessible(MFD_INACCESSIBLE << 1), EINVAL);
+	ASSERT_FAILS_WITH(new_inaccessible(0x0100), EINVAL);
+
+	fd = new_inaccessible(MFD_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(fcntl(fd, F_GETFD), FD_CLOEXEC);
+	close(fd);
+}
+
+TEST(size_is_set_once)
+{
+	struct stat st;
+	int fd;
+
+	fd = new_inaccessible(0);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(fstat(fd, &st), 0);
+	ASSERT_EQ(st.st_size, 0);
+
+	ASSERT_FAILS_WITH(ftruncate(fd, SIZE + 1), EINVAL);
+	ASSERT_FAILS_WITH(ftruncate(fd, PAGE / 2), EINVAL);
+	ASSERT_EQ(ftruncate(fd, SIZE), 0);
+	/* Setting the same size again changes nothing and is fine. */
+	ASSERT_EQ(ftruncate(fd, SIZE), 0);
+	ASSERT_FAILS_WITH(ftruncate(fd, 2 * SIZE), EPERM);
+	ASSERT_FAILS_WITH(ftruncate(fd, PAGE), EPERM);
+	ASSERT_FAILS_WITH(ftruncate(fd, 0), EPERM);
+	ASSERT_EQ(fstat(fd, &st), 0);
+	ASSERT_EQ(st.st_size, SIZE);
+	close(fd);
+}
+
+TEST(open_with_o_trunc_fails)
+{
+	char path[64];
+	int fd;
+
+	fd = new_inaccessible(0);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(ftruncate(fd, SIZE), 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ASSERT_FAILS_WITH(open(path, O_RDWR | O_TRUNC), EPERM);
+	close(fd);
+}
+
+TEST(fallocate_rules)
+{
+	struct stat st;
+	int fd;
+
+	fd = new_inaccessible(0);
+	ASSERT_GE(fd, 0);
+	/* No size yet: nothing lies inside it. */
+	ASSERT_FAILS_WITH(fallocate(fd, 0, 0, PAGE), EINVAL);
+	ASSERT_EQ(ftruncate(fd, SIZE), 0);
+
+	ASSERT_EQ(fallocate(fd, 0, 0, PAGE), 0);
+	ASSERT_EQ(fallocate(fd, FALLOC_FL_KEEP_SIZE, PAGE, PAGE), 0);
+	ASSERT_EQ(fstat(fd, &st), 0);
+	ASSERT_EQ(st.st_blocks, 2 * PAGE / 512);
+	ASSERT_EQ(st.st_size, SIZE);
+	ASSERT_EQ(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			    0, PAGE), 0);
+	ASSERT_EQ(fstat(fd, &st), 0);
+	ASSERT_EQ(st.st_blocks, PAGE / 512);
+
+	/* Whole pages only. */
+	ASSERT_FAILS_WITH(fallocate(fd, 0, 1, PAGE), EINVAL);
+	ASSERT_FAILS_WITH(fallocate(fd, 0, 0, PAGE + 1), EINVAL);
+	ASSERT_FAILS_WITH(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				    PAGE / 2, PAGE), EINVAL);
+	/* Inside the size only, in both modes. */
+	ASSERT_FAILS_WITH(fallocate(fd, 0, SIZE, PAGE), EINVAL);
+	ASSERT_FAILS_WITH(fallocate(fd, 0, SIZE - PAGE, 2 * PAGE), EINVAL);
+	ASSERT_FAILS_WITH(fallocate(fd, FALLOC_FL_KEEP_SIZE, SIZE, PAGE), EINVAL);
+	ASSERT_FAILS_WITH(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				    SIZE, PAGE), EINVAL);
+	/* Modes other than allocate and punch-with-keep-size. */
+	ASSERT_FAILS_WITH(fallocate(fd, FALLOC_FL_PUNCH_HOLE, 0, PAGE),
+			  EOPNOTSUPP);
+	ASSERT_FAILS_WITH(fallocate(fd, FALLOC_FL_ZERO_RANGE, 0, PAGE),
+			  EOPNOTSUPP);
+	ASSERT_FAILS_WITH(fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, 0, PAGE),
+			  EOPNOTSUPP);
+	ASSERT_FAILS_WITH(fallocate(fd, FALLOC_FL_INSERT_RANGE, 0, PAGE),
+			  EOPNOTSUPP);
+
+	ASSERT_EQ(fstat(fd, &st), 0);
+	ASSERT_EQ(st.st_size, SIZE);
+	ASSERT_EQ(st.st_blocks, PAGE / 512);
+	close(fd);
+}
+
+TEST(seek_data_and_hole)
+{
+	int fd;
+
+	fd = new_inaccessible(0);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(ftruncate(fd, SIZE), 0);
+	ASSERT_EQ(fallocate(fd, 0, 4 * PAGE, 2 * PAGE), 0);
+	ASSERT_EQ(lseek(fd, 0, SEEK_DATA), 4 * PAGE);
+	ASSERT_EQ(lseek(fd, 4 * PAGE, SEEK_HOLE), 6 * PAGE);
+	close(fd);
+}
+
+TEST(sealing_is_opt_in)
+{
+	int fd;
+
+	fd = new_inaccessible(0);
+	ASSERT_GE(fd, 0);
+	ASSERT_FAILS_WITH(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE), EPERM);
+	close(fd);
+}
+
+TEST(write_seal_freezes_allocation)
+{
+	int fd;
+
+	fd = new_inaccessible(MFD_ALLOW_SEALING);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(ftruncate(fd, SIZE), 0);
+	ASSERT_EQ(fallocate(fd, 0, 0, PAGE), 0);
+	ASSERT_EQ(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE), 0);
+	ASSERT_FAILS_WITH(fallocate(fd, 0, PAGE, PAGE), EPERM);
+	ASSERT_FAILS_WITH(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				    0, PAGE), EPERM);
+	close(fd);
+
+	fd = new_inaccessible(MFD_ALLOW_SEALING);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(ftruncate(fd, SIZE), 0);
+	ASSERT_EQ(fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE), 0);
+	ASSERT_FAILS_WITH(fallocate(fd, 0, 0, PAGE), EPERM);
+	close(fd);
+}
+
+TEST(grow_seal_blocks_the_size)
+{
+	int fd;
+
+	fd = new_inaccessible(MFD_ALLOW_SEALING);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(fcntl(fd, F_ADD_SEALS, F_SEAL_GROW), 0);
+	ASSERT_FAILS_WITH(ftruncate(fd, SIZE), EPERM);
+	close(fd);
+}
+
+/* Value of a /proc/meminfo field, in KiB. */
+static long meminfo_kb(const char *field)
+{
+	char line[128];
+	size_t len = strlen(field);
+	long val = -1;
+	FILE *f;
+
+	f = fopen("/proc/meminfo", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, field, len) && line[len] == ':') {
+			val = strtol(line + len + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return val;
+}
+
+#define BIG_PAGES	(16 * 1024)	/* 64 MiB */
+#define SLACK_KB	2048		/* per-cpu counter drift */
+
+/* The pages show up in both fields while allocated. */
+static const char * const fields[] = { "Shmem", "Unevictable" };
+#define NR_FIELDS	(sizeof(fields) / sizeof(fields[0]))
+
+static void expect_meminfo(struct __test_metadata *_metadata,
+			   const long *base, long delta_kb, const char *when)
+{
+	unsigned int i;
+
+	for (i = 0; i < NR_FIELDS; i++) {
+		long now = meminfo_kb(fields[i]);
+
+		ASSERT_LE(labs(now - base[i] - delta_kb), SLACK_KB) {
+			TH_LOG("%s: %ld kB %s, expected %ld + %ld kB",
+			       fields[i], now, when, base[i], delta_kb);
+		}
+	}
+}
+
+TEST(memory_comes_back)
+{
+	long base[NR_FIELDS];
+	unsigned int i;
+	int fd;
+
+	for (i = 0; i < NR_FIELDS; i++) {
+		base[i] = meminfo_kb(fields[i]);
+		ASSERT_GE(base[i], 0);
+	}
+
+	fd = new_inaccessible(0);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(ftruncate(fd, (off_t)BIG_PAGES * PAGE), 0);
+	ASSERT_EQ(fallocate(fd, 0, 0, (off_t)BIG_PAGES * PAGE), 0);
+	expect_meminfo(_metadata, base, BIG_PAGES * 4, "after fallocate");
+
+	/* After a punch of everything... */
+	ASSERT_EQ(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			    0, (off_t)BIG_PAGES * PAGE), 0);
+	expect_meminfo(_metadata, base, 0, "after punch");
+
+	/* ...and after the last close of an allocated file. */
+	ASSERT_EQ(fallocate(fd, 0, 0, (off_t)BIG_PAGES * PAGE), 0);
+	close(fd);
+	expect_meminfo(_metadata, base, 0, "after close");
+}
+
+#define MEMLOCK_LIMIT	(1024 * 1024)
+#define NOBODY		65534
+
+/* Drop to an unprivileged user, which also drops CAP_IPC_LOCK. */
+static void become_nobody(struct __test_metadata *_metadata,
+			  unsigned long memlock)
+{
+	struct rlimit lim = { memlock, memlock };
+
+	ASSERT_EQ(setrlimit(RLIMIT_MEMLOCK, &lim), 0);
+	ASSERT_EQ(setgid(NOBODY), 0);
+	ASSERT_EQ(setuid(NOBODY), 0);
+}
+
+static int sized_inaccessible(struct __test_metadata *_metadata, off_t size)
+{
+	int fd = new_inaccessible(0);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(ftruncate(fd, size), 0);
+	return fd;
+}
+
+/*
+ * Allocation is charged to RLIMIT_MEMLOCK, per user, and the charge comes
+ * back on punch and on close.  Runs as an unprivileged user, since
+ * CAP_IPC_LOCK lifts the limit.
+ */
+TEST(memlock_is_charged)
+{
+	int fd, fd2;
+
+	if (geteuid() != 0)
+		SKIP(return, "must start as root to drop to uid %d", NOBODY);
+	become_nobody(_metadata, MEMLOCK_LIMIT);
+
+	fd = sized_inaccessible(_metadata, 4 * MEMLOCK_LIMIT);
+	ASSERT_EQ(fallocate(fd, 0, 0, MEMLOCK_LIMIT), 0);
+	ASSERT_FAILS_WITH(fallocate(fd, 0, MEMLOCK_LIMIT, PAGE), ENOMEM);
+	/* Pages already there are not charged again. */
+	ASSERT_EQ(fallocate(fd, 0, 0, MEMLOCK_LIMIT), 0);
+
+	/* A punch gives the charge back... */
+	ASSERT_EQ(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			    0, 16 * PAGE), 0);
+	ASSERT_EQ(fallocate(fd, 0, MEMLOCK_LIMIT, 16 * PAGE), 0);
+	ASSERT_FAILS_WITH(fallocate(fd, 0, 0, PAGE), ENOMEM);
+
+	/* ...the limit is per user, not per file... */
+	fd2 = sized_inaccessible(_metadata, MEMLOCK_LIMIT);
+	ASSERT_FAILS_WITH(fallocate(fd2, 0, 0, PAGE), ENOMEM);
+
+	/* ...and the last close gives back all of the file's charge. */
+	close(fd);
+	ASSERT_EQ(fallocate(fd2, 0, 0, MEMLOCK_LIMIT), 0);
+	close(fd2);
+}
+
+/* A failed allocation leaves nothing allocated and nothing charged. */
+TEST(memlock_failure_is_clean)
+{
+	struct stat st;
+	int fd;
+
+	if (geteuid() != 0)
+		SKIP(return, "must start as root to drop to uid %d", NOBODY);
+	become_nobody(_metadata, MEMLOCK_LIMIT);
+
+	fd = sized_inaccessible(_metadata, 4 * MEMLOCK_LIMIT);
+	ASSERT_FAILS_WITH(fallocate(fd, 0, 0, 2 * MEMLOCK_LIMIT), ENOMEM);
+	ASSERT_EQ(fstat(fd, &st), 0);
+	ASSERT_EQ(st.st_blocks, 0);
+	ASSERT_EQ(fallocate(fd, 0, 0, MEMLOCK_LIMIT), 0);
+	close(fd);
+}
+
+/* CAP_IPC_LOCK lifts the limit, as it does for SHM_LOCK. */
+TEST(cap_ipc_lock_lifts_the_limit)
+{
+	struct rlimit lim = { PAGE, PAGE };
+	int fd;
+
+	if (geteuid() != 0)
+		SKIP(return, "needs CAP_IPC_LOCK (run as root)");
+	ASSERT_EQ(setrlimit(RLIMIT_MEMLOCK, &lim), 0);
+	fd = sized_inaccessible(_metadata, MEMLOCK_LIMIT);
+	ASSERT_EQ(fallocate(fd, 0, 0, MEMLOCK_LIMIT), 0);
+	close(fd);
+}
+
+TEST_HARNESS_MAIN
