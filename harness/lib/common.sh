@@ -57,7 +57,7 @@ step() {
 show_errors() {
 	local hits
 
-	hits=$(grep -n -m 12 -E '(error|Error|ERROR|FAILED|fatal|No rule to make|undefined reference|does not apply|privmem: )' "$1")
+	hits=$(grep -n -m 12 -E '(error:|Error [0-9]|ERROR:|FAILED|fatal:|No rule to make|undefined reference|does not apply|privmem: )' "$1")
 	if [ -n "$hits" ]; then
 		printf '%s\n' "$hits" | sed 's/^/    /'
 	else

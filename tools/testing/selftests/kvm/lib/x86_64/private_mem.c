@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Helpers for guests with private memory (KVM_X86_PRIVATE_MEM_VM).
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "kvm_util.h"
+#include "private_mem.h"
+#include "processor.h"
+#include "ucall_common.h"
+
+/* An MFD_INACCESSIBLE memfd of @size bytes, with no page allocated. */
+int private_memfd_create(uint64_t size)
+{
+	int fd = syscall(__NR_memfd_create, "private_mem", MFD_INACCESSIBLE);
+
+	TEST_ASSERT(fd >= 0, __KVM_SYSCALL_ERROR("memfd_create()", fd));
+	TEST_ASSERT(!ftruncate(fd, size), "ftruncate(%lu) failed, errno %d",
+		    size, errno);
+	return fd;
+}
+
+/*
+ * A KVM_X86_PRIVATE_MEM_VM with @nr_vcpus vCPUs running @guest_code.  Its
+ * code, stack and ucall pages are in ordinary memory, memslot 0.
+ */
+struct kvm_vm *vm_create_private(uint32_t nr_vcpus, void *guest_code,
+				 struct kvm_vcpu *vcpus[])
+{
+	struct kvm_vm *vm;
+	uint32_t i;
+
+	TEST_REQUIRE(kvm_check_cap(KVM_CAP_PRIVATE_MEM));
+
+	vm = __vm_create_type(VM_MODE_DEFAULT, KVM_X86_PRIVATE_MEM_VM,
+			      nr_vcpus, 0);
+	for (i = 0; i < nr_vcpus; i++)
+		vcpus[i] = vm_vcpu_add(vm, i, guest_code);
+	return vm;
+}
+
+/* The private GPA bit of @vm, as a mask. */
+uint64_t vm_private_gpa_mask(struct kvm_vm *vm)
+{
+	int bit = vm_check_cap(vm, KVM_CAP_PRIVATE_MEM);
+
+	TEST_ASSERT(bit > 0, "VM has no private GPA bit");
+	return 1ULL << bit;
+}
+
+/*
+ * Add memslot @slot at plain @gpa, @npages pages whose shared half is
+ * anonymous memory and whose private half comes from a new memfd.  Every
+ * page starts shared.
+ */
+void private_region_add(struct private_region *r, struct kvm_vm *vm,
+			uint32_t slot, uint64_t gpa, uint64_t npages)
+{
+	r->vm = vm;
+	r->slot = slot;
+	r->gpa = gpa;
+	r->size = npages * vm->page_size;
+	r->offset = 0;
+	r->memfd = private_memfd_create(r->size);
+	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, gpa, slot, npages,
+		   KVM_MEM_PRIVATE, r->memfd, r->offset);
+	r->hva = addr_gpa2hva(vm, gpa);
+}
+
+/*
+ * Map the region twice in the guest: at @shared_gva the plain gpas, at
+ * @private_gva the gpas with the private GPA bit.
+ */
+void private_region_map(struct private_region *r, uint64_t shared_gva,
+			uint64_t private_gva)
+{
+	uint64_t npages = r->size / r->vm->page_size;
+
+	virt_map(r->vm, shared_gva, r->gpa, npages);
+	virt_map(r->vm, private_gva, r->gpa | vm_private_gpa_mask(r->vm),
+		 npages);
+}
+
+/*
+ * Make [@gpa, @gpa + @size) of the region private, by allocating it in
+ * the memfd, or shared, by punching it out, which destroys its private
+ * content.
+ */
+void private_region_convert(struct private_region *r, uint64_t gpa,
+			    uint64_t size, bool private)
+{
+	int mode = private ? 0 : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+	uint64_t off = r->offset + gpa - r->gpa;
+
+	TEST_ASSERT(gpa >= r->gpa && gpa + size <= r->gpa + r->size,
+		    "conversion of [0x%lx, +0x%lx) outside the region", gpa,
+		    size);
+	TEST_ASSERT(!fallocate(r->memfd, mode, off, size),
+		    "fallocate(mode 0x%x, 0x%lx, 0x%lx) failed, errno %d",
+		    mode, off, size, errno);
+}
+
+/*
+ * Run @vcpu, converting whatever it asks for in @r, explicitly or by its
+ * accesses, until it stops for another reason; count the conversions in
+ * @counts.  Returns the ucall the vCPU stopped with.
+ */
+uint64_t vcpu_run_converting(struct kvm_vcpu *vcpu, struct private_region *r,
+			     struct conversion_counts *counts,
+			     struct ucall *uc)
+{
+	struct kvm_run *run = vcpu->run;
+
+	for (;;) {
+		bool private, explicit;
+
+		vcpu_run(vcpu);
+		if (run->exit_reason != KVM_EXIT_MEMORY_ERROR)
+			return get_ucall(vcpu, uc);
+
+		private = run->memory.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE;
+		explicit = run->memory.flags & KVM_MEMORY_EXIT_FLAG_EXPLICIT;
+		TEST_ASSERT(!(run->memory.flags &
+			      ~(KVM_MEMORY_EXIT_FLAG_PRIVATE |
+				KVM_MEMORY_EXIT_FLAG_EXPLICIT)),
+			    "unknown flags 0x%llx", run->memory.flags);
+		TEST_ASSERT(explicit || run->memory.size == r->vm->page_size,
+			    "implicit exit for 0x%llx bytes", run->memory.size);
+		private_region_convert(r, run->memory.gpa, run->memory.size,
+				       private);
+		if (!counts)
+			continue;
+		if (explicit && private)
+			counts->explicit_private++;
+		else if (explicit)
+			counts->explicit_shared++;
+		else if (private)
+			counts->implicit_private++;
+		else
+			counts->implicit_shared++;
+	}
+}

@@ -1,0 +1,654 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Conversions between private and shared memory in KVM_X86_PRIVATE_MEM_VM
+ * guests: explicit (KVM_HC_MAP_GPA_RANGE) and implicit (an access of the
+ * other type), with data checks on both views of every page.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kvm_util.h"
+#include "private_mem.h"
+#include "processor.h"
+
+/* test_util.h's ASSERT_EQ() predates the harness's; use the harness's. */
+#undef ASSERT_EQ
+#include "../kselftest_harness.h"
+
+#define SLOT		10
+#define GPA		(1ULL << 30)		/* 1 GiB, 2 MiB aligned */
+#define NPAGES		1024			/* 4 MiB */
+#define PAGE		4096ULL
+#define SHARED_GVA	0x40000000ULL
+#define PRIVATE_GVA	0x80000000ULL
+#define HOST_PATTERN	0x5a5a5a5a5a5a5a5aULL
+
+/* What the guest does next; the host sets it before each run. */
+enum guest_op { OP_CONVERT, OP_WRITE, OP_CHECK, OP_READ, OP_OWN_WORDS };
+
+struct guest_cmd {
+	uint64_t op;
+	uint64_t first;		/* page index in the region */
+	uint64_t npages;
+	uint64_t private;	/* the view, or the conversion's direction */
+	uint64_t val;		/* to write, or to find */
+	uint64_t attrs;		/* OP_CONVERT: raw attributes if non-zero */
+	uint64_t addr;		/* OP_CONVERT: raw gpa; OP_READ: gva */
+};
+
+static struct guest_cmd cmds[2];	/* one per vCPU */
+
+static uint64_t *view(uint64_t page, bool private)
+{
+	return (uint64_t *)((private ? PRIVATE_GVA : SHARED_GVA) + page * PAGE);
+}
+
+/* The words of a page that vCPU @id owns in the two-vCPU race. */
+#define OWN_WORDS	(PAGE / 8 / 2)
+
+static void guest_code(uint64_t id)
+{
+	for (;;) {
+		struct guest_cmd c = *(volatile struct guest_cmd *)&cmds[id];
+		uint64_t i, w, r = 0;
+
+		switch (c.op) {
+		case OP_CONVERT:
+			if (c.addr || c.attrs)
+				r = kvm_hypercall(KVM_HC_MAP_GPA_RANGE, c.addr,
+						  c.npages, c.attrs, 0);
+			else
+				r = guest_map_gpa_range(GPA + c.first * PAGE,
+							c.npages, c.private);
+			break;
+		case OP_WRITE:
+			for (i = c.first; i < c.first + c.npages; i++)
+				for (w = 0; w < PAGE / 8; w++)
+					view(i, c.private)[w] = c.val;
+			break;
+		case OP_CHECK:
+			/* r counts the words that differ from val. */
+			for (i = c.first; i < c.first + c.npages; i++)
+				for (w = 0; w < PAGE / 8; w++)
+					r += view(i, c.private)[w] != c.val;
+			break;
+		case OP_READ:
+			r = *(volatile uint64_t *)c.addr;
+			break;
+		case OP_OWN_WORDS:
+			/* Write this vCPU's half of the page, count misreads. */
+			for (w = id * OWN_WORDS; w < (id + 1) * OWN_WORDS; w++)
+				view(c.first, c.private)[w] = c.val;
+			for (w = id * OWN_WORDS; w < (id + 1) * OWN_WORDS; w++)
+				r += view(c.first, c.private)[w] != c.val;
+			break;
+		}
+		GUEST_SYNC(r);
+	}
+}
+
+struct test {
+	struct kvm_vm *vm;
+	struct kvm_vcpu *vcpus[2];
+	struct private_region r;
+	struct conversion_counts counts;
+};
+
+static void test_init(struct test *t, int nr_vcpus)
+{
+	int i;
+
+	memset(t, 0, sizeof(*t));
+	t->vm = vm_create_private(nr_vcpus, guest_code, t->vcpus);
+	for (i = 0; i < nr_vcpus; i++)
+		vcpu_args_set(t->vcpus[i], 1, i);
+	private_region_add(&t->r, t->vm, SLOT, GPA, NPAGES);
+	private_region_map(&t->r, SHARED_GVA, PRIVATE_GVA);
+	/* What the host put in the shared pages. */
+	memset(t->r.hva, 0x5a, t->r.size);
+}
+
+static void test_fini(struct test *t)
+{
+	kvm_vm_free(t->vm);
+	close(t->r.memfd);
+}
+
+/* Run vCPU @id once through @c, converting what it asks for. */
+static uint64_t __guest_do(struct test *t, int id, struct guest_cmd c)
+{
+	struct ucall uc;
+
+	cmds[id] = c;
+	sync_global_to_guest(t->vm, cmds[id]);
+	switch (vcpu_run_converting(t->vcpus[id], &t->r, &t->counts, &uc)) {
+	case UCALL_SYNC:
+		return uc.args[1];
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+	default:
+		vcpu_dump(stderr, t->vcpus[id], 2);
+		TEST_FAIL("unexpected exit %s",
+			  exit_reason_str(t->vcpus[id]->run->exit_reason));
+	}
+	return 0;
+}
+
+static uint64_t guest_do(struct test *t, struct guest_cmd c)
+{
+	return __guest_do(t, 0, c);
+}
+
+static struct guest_cmd convert(uint64_t first, uint64_t n, bool private)
+{
+	return (struct guest_cmd){ OP_CONVERT, first, n, private };
+}
+
+static struct guest_cmd write_pages(uint64_t first, uint64_t n, bool private,
+				    uint64_t val)
+{
+	return (struct guest_cmd){ OP_WRITE, first, n, private, val };
+}
+
+/* The number of words of the pages that are not @val. */
+static struct guest_cmd check_pages(uint64_t first, uint64_t n, bool private,
+				    uint64_t val)
+{
+	return (struct guest_cmd){ OP_CHECK, first, n, private, val };
+}
+
+static bool host_sees(struct test *t, uint64_t first, uint64_t n, uint64_t val)
+{
+	uint64_t *p = (uint64_t *)(t->r.hva + first * PAGE);
+	uint64_t i;
+
+	for (i = 0; i < n * PAGE / 8; i++)
+		if (p[i] != val)
+			return false;
+	return true;
+}
+
+/*
+ * Shared -> private -> shared -> private over [@first, @first + @n),
+ * explicitly, with the data checks that make a conversion a conversion:
+ * private writes never reach the shared pages, shared data never shows up
+ * privately, and private memory made private again reads as zeros.
+ */
+static void explicit_round_trip(struct __test_metadata *_metadata,
+				struct test *t, uint64_t first, uint64_t n)
+{
+	uint64_t guest_val = 0x1111111100000000ULL | first;
+	char buf[64];
+
+	ASSERT_EQ(guest_do(t, convert(first, n, true)), 0);
+	ASSERT_EQ(t->counts.explicit_private, 1);
+	ASSERT_EQ(guest_do(t, write_pages(first, n, true, guest_val)), 0);
+	ASSERT_EQ(guest_do(t, check_pages(first, n, true, guest_val)), 0);
+
+	/* The host cannot see it, neither in its memory nor in the file. */
+	ASSERT_TRUE(host_sees(t, first, n, HOST_PATTERN));
+	ASSERT_EQ(pread(t->r.memfd, buf, sizeof(buf), first * PAGE), -1);
+	ASSERT_EQ(errno, EINVAL);
+
+	/* Back to shared: the guest finds the host's data, not its own. */
+	ASSERT_EQ(guest_do(t, convert(first, n, false)), 0);
+	ASSERT_EQ(t->counts.explicit_shared, 1);
+	ASSERT_EQ(guest_do(t, check_pages(first, n, false, HOST_PATTERN)), 0);
+
+	/* Private again: the old private content is gone. */
+	ASSERT_EQ(guest_do(t, convert(first, n, true)), 0);
+	ASSERT_EQ(guest_do(t, check_pages(first, n, true, 0)), 0);
+	ASSERT_EQ(t->counts.explicit_private, 2);
+	/* None of this needed an implicit conversion. */
+	ASSERT_EQ(t->counts.implicit_private + t->counts.implicit_shared, 0);
+}
+
+TEST(explicit_single_page)
+{
+	struct test t;
+
+	test_init(&t, 1);
+	explicit_round_trip(_metadata, &t, 5, 1);
+	/* The neighbours never left the shared state. */
+	ASSERT_EQ(guest_do(&t, check_pages(4, 1, false, HOST_PATTERN)), 0);
+	ASSERT_EQ(guest_do(&t, check_pages(6, 1, false, HOST_PATTERN)), 0);
+	test_fini(&t);
+}
+
+TEST(explicit_2mb_range)
+{
+	struct test t;
+
+	test_init(&t, 1);
+	explicit_round_trip(_metadata, &t, 512, 512);
+	test_fini(&t);
+}
+
+TEST(explicit_odd_subranges)
+{
+	struct test t;
+
+	test_init(&t, 1);
+	explicit_round_trip(_metadata, &t, 3, 5);
+	memset(&t.counts, 0, sizeof(t.counts));
+	/* Neighbouring ranges on both sides, of other sizes. */
+	explicit_round_trip(_metadata, &t, 1, 2);
+	memset(&t.counts, 0, sizeof(t.counts));
+	explicit_round_trip(_metadata, &t, 8, 7);
+	/* [3, 8) is still private and zero after its neighbours moved. */
+	ASSERT_EQ(guest_do(&t, check_pages(3, 5, true, 0)), 0);
+	ASSERT_EQ(guest_do(&t, check_pages(15, 1, false, HOST_PATTERN)), 0);
+	test_fini(&t);
+}
+
+/* The exit carries what the guest asked for, and userspace answers it. */
+TEST(explicit_exit_contents_and_answer)
+{
+	struct kvm_run *run;
+	struct ucall uc;
+	struct test t;
+
+	test_init(&t, 1);
+	run = t.vcpus[0]->run;
+	cmds[0] = convert(16, 32, true);
+	sync_global_to_guest(t.vm, cmds[0]);
+	vcpu_run(t.vcpus[0]);
+	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
+	ASSERT_EQ(run->memory.flags, KVM_MEMORY_EXIT_FLAG_PRIVATE |
+				     KVM_MEMORY_EXIT_FLAG_EXPLICIT);
+	ASSERT_EQ(run->memory.gpa, GPA + 16 * PAGE);
+	ASSERT_EQ(run->memory.size, 32 * PAGE);
+	ASSERT_EQ(run->memory.ret, 0);
+
+	/* A value that is no hypercall result is refused, and nothing runs. */
+	run->memory.ret = 12345;
+	ASSERT_EQ(_vcpu_run(t.vcpus[0]), -1);
+	ASSERT_EQ(errno, EINVAL);
+	/* The guest asks again. */
+	vcpu_run(t.vcpus[0]);
+	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
+	ASSERT_EQ(run->memory.gpa, GPA + 16 * PAGE);
+
+	/* Userspace refuses: the guest gets the error, nothing changes. */
+	run->memory.ret = -KVM_EPERM;
+	vcpu_run(t.vcpus[0]);
+	ASSERT_EQ(get_ucall(t.vcpus[0], &uc), UCALL_SYNC);
+	ASSERT_EQ(uc.args[1], -KVM_EPERM);
+	ASSERT_EQ(guest_do(&t, check_pages(16, 32, false, HOST_PATTERN)), 0);
+	ASSERT_EQ(t.counts.implicit_private + t.counts.implicit_shared, 0);
+
+	/* Going shared is an explicit exit without the private flag. */
+	cmds[0] = convert(16, 1, false);
+	sync_global_to_guest(t.vm, cmds[0]);
+	vcpu_run(t.vcpus[0]);
+	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
+	ASSERT_EQ(run->memory.flags, KVM_MEMORY_EXIT_FLAG_EXPLICIT);
+	test_fini(&t);
+}
+
+static uint64_t raw_convert(struct test *t, uint64_t gpa, uint64_t npages,
+			    uint64_t attrs)
+{
+	struct guest_cmd c = { OP_CONVERT, 0, npages, 0, 0, attrs, gpa };
+
+	return guest_do(t, c);
+}
+
+static struct guest_cmd read_at(uint64_t gva)
+{
+	return (struct guest_cmd){ .op = OP_READ, .addr = gva };
+}
+
+/* Bad requests fail in the guest, without an exit. */
+TEST(explicit_bad_requests)
+{
+	uint64_t enc = KVM_MAP_GPA_RANGE_ENCRYPTED, bit;
+	struct test t;
+
+	test_init(&t, 1);
+	bit = vm_private_gpa_mask(t.vm);
+	ASSERT_EQ(raw_convert(&t, GPA + 1, 1, enc), -KVM_EINVAL);
+	ASSERT_EQ(raw_convert(&t, GPA, 0, enc), -KVM_EINVAL);
+	/* The range is named without the private bit, and stays below it. */
+	ASSERT_EQ(raw_convert(&t, GPA | bit, 1, enc), -KVM_EINVAL);
+	ASSERT_EQ(raw_convert(&t, bit - PAGE, 2, enc), -KVM_EINVAL);
+	ASSERT_EQ(raw_convert(&t, GPA, -1ULL, enc), -KVM_EINVAL);
+	/* Unknown attributes, or two page sizes at once. */
+	ASSERT_EQ(raw_convert(&t, GPA, 1, enc | (1ULL << 5)), -KVM_EINVAL);
+	ASSERT_EQ(raw_convert(&t, GPA, 1, enc | (1ULL << 63)), -KVM_EINVAL);
+	ASSERT_EQ(raw_convert(&t, GPA, 1, enc | KVM_MAP_GPA_RANGE_PAGE_SZ_2M |
+			      KVM_MAP_GPA_RANGE_PAGE_SZ_1G), -KVM_EINVAL);
+	ASSERT_EQ(t.counts.explicit_private + t.counts.explicit_shared, 0);
+
+	/* A page size alone is a hint, and fine. */
+	ASSERT_EQ(raw_convert(&t, GPA, 512, enc | KVM_MAP_GPA_RANGE_PAGE_SZ_2M),
+		  0);
+	ASSERT_EQ(t.counts.explicit_private, 1);
+	test_fini(&t);
+}
+
+static void guest_hypercall_type0(void)
+{
+	GUEST_SYNC(kvm_hypercall(KVM_HC_MAP_GPA_RANGE, GPA, 1,
+				 KVM_MAP_GPA_RANGE_ENCRYPTED, 0));
+}
+
+/* A VM of type 0 keeps its KVM_EXIT_HYPERCALL behaviour. */
+TEST(explicit_type0_unchanged)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct ucall uc;
+
+	vm = vm_create_with_one_vcpu(&vcpu, guest_hypercall_type0);
+	vcpu_run(vcpu);
+	ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+	ASSERT_EQ(uc.args[1], -KVM_ENOSYS);
+	kvm_vm_free(vm);
+
+	vm = vm_create_with_one_vcpu(&vcpu, guest_hypercall_type0);
+	vm_enable_cap(vm, KVM_CAP_EXIT_HYPERCALL, 1 << KVM_HC_MAP_GPA_RANGE);
+	vcpu_run(vcpu);
+	ASSERT_EQ(vcpu->run->exit_reason, KVM_EXIT_HYPERCALL);
+	ASSERT_EQ(vcpu->run->hypercall.nr, KVM_HC_MAP_GPA_RANGE);
+	ASSERT_EQ(vcpu->run->hypercall.args[0], GPA);
+	vcpu->run->hypercall.ret = 0;
+	vcpu_run(vcpu);
+	ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+	ASSERT_EQ(uc.args[1], 0);
+	kvm_vm_free(vm);
+}
+
+/* The guest's own accesses convert, in both directions, with data checks. */
+TEST(implicit_round_trip)
+{
+	struct test t;
+
+	test_init(&t, 1);
+	/* A private write to shared pages... */
+	ASSERT_EQ(guest_do(&t, write_pages(10, 3, true, 42)), 0);
+	ASSERT_EQ(t.counts.implicit_private, 3);
+	ASSERT_EQ(guest_do(&t, check_pages(10, 3, true, 42)), 0);
+	ASSERT_TRUE(host_sees(&t, 10, 3, HOST_PATTERN));
+
+	/* ...then a shared read of private pages... */
+	ASSERT_EQ(guest_do(&t, check_pages(10, 3, false, HOST_PATTERN)), 0);
+	ASSERT_EQ(t.counts.implicit_shared, 3);
+
+	/* ...and a private read after that finds zeros. */
+	ASSERT_EQ(guest_do(&t, check_pages(10, 3, true, 0)), 0);
+	ASSERT_EQ(t.counts.implicit_private, 6);
+	ASSERT_EQ(t.counts.explicit_private + t.counts.explicit_shared, 0);
+
+	/* No exit for accesses that match: the state stays as it was. */
+	ASSERT_EQ(guest_do(&t, check_pages(10, 3, true, 0)), 0);
+	ASSERT_EQ(guest_do(&t, check_pages(13, 3, false, HOST_PATTERN)), 0);
+	ASSERT_EQ(t.counts.implicit_private, 6);
+	ASSERT_EQ(t.counts.implicit_shared, 3);
+	test_fini(&t);
+}
+
+/* One page at a time, the exit says exactly what the access was. */
+TEST(implicit_exit_contents)
+{
+	struct kvm_run *run;
+	struct test t;
+
+	test_init(&t, 1);
+	run = t.vcpus[0]->run;
+	cmds[0] = check_pages(7, 1, true, 0);
+	sync_global_to_guest(t.vm, cmds[0]);
+	vcpu_run(t.vcpus[0]);
+	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
+	ASSERT_EQ(run->memory.flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
+	ASSERT_EQ(run->memory.gpa, GPA + 7 * PAGE);
+	ASSERT_EQ(run->memory.size, PAGE);
+
+	/* Entering without converting repeats the exit. */
+	vcpu_run(t.vcpus[0]);
+	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
+	ASSERT_EQ(run->memory.gpa, GPA + 7 * PAGE);
+
+	/* Converted, the private read completes... */
+	private_region_convert(&t.r, GPA + 7 * PAGE, PAGE, true);
+	vcpu_run(t.vcpus[0]);
+	ASSERT_EQ(get_ucall(t.vcpus[0], NULL), UCALL_SYNC);
+
+	/* ...and a shared read of the page now exits the other way. */
+	cmds[0] = check_pages(7, 1, false, HOST_PATTERN);
+	sync_global_to_guest(t.vm, cmds[0]);
+	vcpu_run(t.vcpus[0]);
+	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
+	ASSERT_EQ(run->memory.flags, 0);
+	ASSERT_EQ(run->memory.gpa, GPA + 7 * PAGE);
+	test_fini(&t);
+}
+
+/* Explicit and implicit conversions on neighbouring pages. */
+TEST(explicit_and_implicit_mixed)
+{
+	uint64_t p;
+	struct test t;
+
+	test_init(&t, 1);
+	for (p = 20; p < 28; p += 2) {
+		ASSERT_EQ(guest_do(&t, convert(p, 1, true)), 0);
+		ASSERT_EQ(guest_do(&t, write_pages(p, 1, true, p)), 0);
+		ASSERT_EQ(guest_do(&t, write_pages(p + 1, 1, true, p + 1)), 0);
+	}
+	ASSERT_EQ(t.counts.explicit_private, 4);
+	ASSERT_EQ(t.counts.implicit_private, 4);
+	for (p = 20; p < 28; p++)
+		ASSERT_EQ(guest_do(&t, check_pages(p, 1, true, p)), 0);
+
+	/* Back the other way, alternating too. */
+	for (p = 20; p < 28; p += 2) {
+		ASSERT_EQ(guest_do(&t, check_pages(p, 1, false, HOST_PATTERN)), 0);
+		ASSERT_EQ(guest_do(&t, convert(p + 1, 1, false)), 0);
+	}
+	ASSERT_EQ(t.counts.implicit_shared, 4);
+	ASSERT_EQ(t.counts.explicit_shared, 4);
+	ASSERT_EQ(guest_do(&t, check_pages(20, 8, false, HOST_PATTERN)), 0);
+	ASSERT_TRUE(host_sees(&t, 20, 8, HOST_PATTERN));
+	test_fini(&t);
+}
+
+#define NO_SLOT_GPA	0x30000000ULL
+#define PLAIN_SLOT	11
+#define PLAIN_GPA	0x38000000ULL
+#define OTHER_GVA	0xc0000000ULL
+
+/*
+ * A private access at @gpa, where no private memory can exist: it exits,
+ * flagged private, and keeps exiting, since converting cannot help.
+ */
+static void expect_no_private_memory(struct __test_metadata *_metadata,
+				     bool plain_slot, uint64_t gpa)
+{
+	struct kvm_run *run;
+	struct test t;
+
+	test_init(&t, 1);
+	run = t.vcpus[0]->run;
+	if (plain_slot)
+		vm_userspace_mem_region_add(t.vm, VM_MEM_SRC_ANONYMOUS,
+					    PLAIN_GPA, PLAIN_SLOT, 1, 0);
+	virt_pg_map(t.vm, OTHER_GVA, gpa | vm_private_gpa_mask(t.vm));
+	cmds[0] = read_at(OTHER_GVA);
+	sync_global_to_guest(t.vm, cmds[0]);
+	vcpu_run(t.vcpus[0]);
+	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
+	ASSERT_EQ(run->memory.flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
+	ASSERT_EQ(run->memory.gpa, gpa);
+	ASSERT_EQ(run->memory.size, PAGE);
+	vcpu_run(t.vcpus[0]);
+	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
+	ASSERT_EQ(run->memory.gpa, gpa);
+	test_fini(&t);
+}
+
+TEST(private_access_without_memslot)
+{
+	expect_no_private_memory(_metadata, false, NO_SLOT_GPA);
+}
+
+TEST(private_access_to_slot_without_private_fd)
+{
+	expect_no_private_memory(_metadata, true, PLAIN_GPA);
+}
+
+/* Shared accesses to a slot without a private fd work as in any VM. */
+TEST(shared_access_to_plain_slot)
+{
+	struct test t;
+
+	test_init(&t, 1);
+	vm_userspace_mem_region_add(t.vm, VM_MEM_SRC_ANONYMOUS, PLAIN_GPA,
+				    PLAIN_SLOT, 1, 0);
+	virt_pg_map(t.vm, OTHER_GVA, PLAIN_GPA);
+	*(uint64_t *)addr_gpa2hva(t.vm, PLAIN_GPA) = 77;
+	ASSERT_EQ(guest_do(&t, read_at(OTHER_GVA)), 77);
+	test_fini(&t);
+}
+
+#define PF_ERROR_RSVD	(1ULL << 3)
+
+static uint64_t pf_error_code;
+
+static void guest_pf_handler(struct ex_regs *regs)
+{
+	pf_error_code = regs->error_code;
+	GUEST_SYNC(~0ULL);
+}
+
+/*
+ * A guest page table entry with the bit above the private one set is no
+ * private access: that bit is beyond what the guest may address, and the
+ * guest takes a reserved-bit page fault instead of reaching KVM.
+ */
+TEST(bit_above_the_private_bit)
+{
+	struct test t;
+	uint64_t pte;
+
+	test_init(&t, 1);
+	vm_init_descriptor_tables(t.vm);
+	vcpu_init_descriptor_tables(t.vcpus[0]);
+	vm_install_exception_handler(t.vm, PF_VECTOR, guest_pf_handler);
+	virt_pg_map(t.vm, OTHER_GVA, GPA);
+	pte = vm_get_page_table_entry(t.vm, t.vcpus[0], OTHER_GVA);
+	vm_set_page_table_entry(t.vm, t.vcpus[0], OTHER_GVA,
+				pte | vm_private_gpa_mask(t.vm) << 1);
+	ASSERT_EQ(guest_do(&t, read_at(OTHER_GVA)), ~0ULL);
+	sync_global_from_guest(t.vm, pf_error_code);
+	ASSERT_TRUE(pf_error_code & PF_ERROR_RSVD);
+	ASSERT_EQ(t.counts.implicit_private + t.counts.implicit_shared, 0);
+	test_fini(&t);
+}
+
+/*
+ * Two vCPUs convert the same page implicitly at the same moment, over and
+ * over, each its own way round: both write privately, then both read
+ * shared.  Each exit must be for that page and that phase, and each vCPU
+ * must read back what it wrote.
+ */
+#define RACE_ROUNDS	200
+#define RACE_PAGE	100
+
+struct racer {
+	struct test *t;
+	int id;
+	pthread_barrier_t *barrier;
+	struct conversion_counts counts;
+	uint64_t bad;
+};
+
+static void *race_vcpu(void *arg)
+{
+	struct racer *rc = arg;
+	struct kvm_vcpu *vcpu = rc->t->vcpus[rc->id];
+	struct kvm_run *run = vcpu->run;
+	int round;
+
+	for (round = 0; round < RACE_ROUNDS; round++) {
+		/* Even rounds: private writes; odd rounds: shared reads. */
+		bool private = !(round & 1);
+		struct guest_cmd c;
+		struct ucall uc;
+
+		if (private)
+			c = (struct guest_cmd){ OP_OWN_WORDS, RACE_PAGE, 1,
+						true, round << 8 | rc->id };
+		else
+			c = check_pages(RACE_PAGE, 1, false, HOST_PATTERN);
+		/* Both vCPUs start the round together. */
+		pthread_barrier_wait(rc->barrier);
+		cmds[rc->id] = c;
+		sync_global_to_guest(rc->t->vm, cmds[rc->id]);
+		for (;;) {
+			vcpu_run(vcpu);
+			if (run->exit_reason != KVM_EXIT_MEMORY_ERROR)
+				break;
+			/* Only this page, only the direction of the round. */
+			if (run->memory.gpa != GPA + RACE_PAGE * PAGE ||
+			    !!(run->memory.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE) != private ||
+			    run->memory.flags & KVM_MEMORY_EXIT_FLAG_EXPLICIT)
+				rc->bad++;
+			private_region_convert(&rc->t->r, run->memory.gpa,
+					       run->memory.size, private);
+			if (private)
+				rc->counts.implicit_private++;
+			else
+				rc->counts.implicit_shared++;
+		}
+		TEST_ASSERT(get_ucall(vcpu, &uc) == UCALL_SYNC, "guest failed");
+		/* What it wrote privately, or the host's shared data. */
+		if (uc.args[1])
+			rc->bad++;
+		pthread_barrier_wait(rc->barrier);
+	}
+	return NULL;
+}
+
+/* Two vCPUs under nested emulation need more than the default 30 s. */
+FIXTURE(race) {};
+FIXTURE_SETUP(race) {}
+FIXTURE_TEARDOWN(race) {}
+
+TEST_F_TIMEOUT(race, implicit_two_vcpus, 120)
+{
+	struct racer rc[2];
+	pthread_barrier_t barrier;
+	pthread_t threads[2];
+	struct test t;
+	int i;
+
+	test_init(&t, 2);
+	pthread_barrier_init(&barrier, NULL, 2);
+	for (i = 0; i < 2; i++) {
+		rc[i] = (struct racer){ &t, i, &barrier };
+		pthread_create(&threads[i], NULL, race_vcpu, &rc[i]);
+	}
+	for (i = 0; i < 2; i++)
+		pthread_join(threads[i], NULL);
+
+	for (i = 0; i < 2; i++) {
+		TH_LOG("vCPU %d: %lu private and %lu shared exits", i,
+		       rc[i].counts.implicit_private, rc[i].counts.implicit_shared);
+		ASSERT_EQ(rc[i].bad, 0);
+	}
+	/* Every round converted the page once, whichever vCPU asked first. */
+	ASSERT_GE(rc[0].counts.implicit_private + rc[1].counts.implicit_private,
+		  RACE_ROUNDS / 2);
+	ASSERT_GE(rc[0].counts.implicit_shared + rc[1].counts.implicit_shared,
+		  RACE_ROUNDS / 2);
+	/* What the host holds in the page was never touched. */
+	ASSERT_TRUE(host_sees(&t, RACE_PAGE, 1, HOST_PATTERN));
+	test_fini(&t);
+}
+
+TEST_HARNESS_MAIN

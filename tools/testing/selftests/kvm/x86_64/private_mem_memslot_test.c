@@ -1,0 +1,542 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Private memslots of KVM_X86_PRIVATE_MEM_VM guests: the VM type and its
+ * capability, every bad field of KVM_SET_USER_MEMORY_REGION_EXT, and
+ * teardown in every order, after which the memory must be back.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvm_util.h"
+#include "private_mem.h"
+#include "processor.h"
+
+/* test_util.h's ASSERT_EQ() predates the harness's; use the harness's. */
+#undef ASSERT_EQ
+#include "../kselftest_harness.h"
+
+#define SLOT		10
+#define GPA		(1ULL << 30)
+#define NPAGES		64
+#define SIZE		(NPAGES * 4096ULL)
+
+/* A private VM without vCPUs, and a memfd to back its slots. */
+struct setup {
+	struct kvm_vm *vm;
+	int memfd;
+	void *shared;
+};
+
+static void setup_vm(struct setup *s, uint64_t memfd_size)
+{
+	TEST_REQUIRE(kvm_check_cap(KVM_CAP_PRIVATE_MEM));
+	s->vm = ____vm_create_type(VM_MODE_DEFAULT, 0, KVM_X86_PRIVATE_MEM_VM);
+	s->memfd = private_memfd_create(memfd_size);
+	s->shared = mmap(NULL, SIZE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	TEST_ASSERT(s->shared != MAP_FAILED, "mmap() failed");
+}
+
+static void teardown_vm(struct setup *s)
+{
+	kvm_vm_free(s->vm);
+	close(s->memfd);
+	munmap(s->shared, SIZE);
+}
+
+static struct kvm_userspace_memory_region_ext region(struct setup *s,
+						      uint32_t slot,
+						      uint64_t gpa,
+						      uint64_t offset)
+{
+	return (struct kvm_userspace_memory_region_ext) {
+		.region = {
+			.slot = slot,
+			.flags = KVM_MEM_PRIVATE,
+			.guest_phys_addr = gpa,
+			.memory_size = SIZE,
+			.userspace_addr = (uintptr_t)s->shared,
+		},
+		.private_fd = s->memfd,
+		.private_offset = offset,
+	};
+}
+
+static int set_ext(struct kvm_vm *vm, struct kvm_userspace_memory_region_ext *r)
+{
+	return __vm_ioctl(vm, KVM_SET_USER_MEMORY_REGION_EXT, r);
+}
+
+#define ASSERT_FAILS_WITH(expr, err) do {	\
+	errno = 0;				\
+	ASSERT_EQ((expr), -1);			\
+	ASSERT_EQ(errno, (err));		\
+} while (0)
+
+TEST(vm_type_and_capability)
+{
+	struct kvm_vm *vm;
+	int bit, kvm_fd;
+
+	bit = kvm_check_cap(KVM_CAP_PRIVATE_MEM);
+	TEST_REQUIRE(bit);
+	/* The bit is the top of what TDP maps, far above any memslot here. */
+	ASSERT_GE(bit, 32);
+	ASSERT_LT(bit, 52);
+
+	vm = ____vm_create_type(VM_MODE_DEFAULT, 0, KVM_X86_PRIVATE_MEM_VM);
+	ASSERT_EQ(vm_check_cap(vm, KVM_CAP_PRIVATE_MEM), bit);
+	kvm_vm_free(vm);
+
+	vm = vm_create_barebones();
+	ASSERT_EQ(vm_check_cap(vm, KVM_CAP_PRIVATE_MEM), 0);
+	kvm_vm_free(vm);
+
+	/* Types nobody defined stay refused. */
+	kvm_fd = open_kvm_dev_path_or_exit();
+	ASSERT_FAILS_WITH(ioctl(kvm_fd, KVM_CREATE_VM, 30), EINVAL);
+	ASSERT_FAILS_WITH(ioctl(kvm_fd, KVM_CREATE_VM, 32), EINVAL);
+	close(kvm_fd);
+}
+
+static void guest_read_maxphyaddr(void)
+{
+	uint32_t eax, ebx, ecx, edx;
+
+	cpuid(0x80000008, &eax, &ebx, &ecx, &edx);
+	GUEST_SYNC(eax & 0xff);
+}
+
+/* The guest learns the private bit from its MAXPHYADDR. */
+TEST(guest_maxphyaddr_is_the_private_bit)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct ucall uc;
+
+	vm = vm_create_private(1, guest_read_maxphyaddr, &vcpu);
+	vcpu_run(vcpu);
+	ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+	ASSERT_EQ(uc.args[1], kvm_check_cap(KVM_CAP_PRIVATE_MEM));
+	kvm_vm_free(vm);
+}
+
+TEST(good_region)
+{
+	struct kvm_userspace_memory_region_ext r;
+	struct setup s;
+
+	setup_vm(&s, 2 * SIZE);
+	r = region(&s, SLOT, GPA, SIZE);
+	ASSERT_EQ(set_ext(s.vm, &r), 0);
+	/* A second slot on another range of the same file. */
+	r = region(&s, SLOT + 1, GPA + SIZE, 0);
+	ASSERT_EQ(set_ext(s.vm, &r), 0);
+	teardown_vm(&s);
+}
+
+TEST(private_flag_needs_private_vm)
+{
+	struct kvm_userspace_memory_region_ext r;
+	struct setup s;
+	struct kvm_vm *vm0;
+
+	setup_vm(&s, SIZE);
+	vm0 = vm_create_barebones();
+	r = region(&s, SLOT, GPA, 0);
+	ASSERT_FAILS_WITH(set_ext(vm0, &r), EINVAL);
+	kvm_vm_free(vm0);
+	teardown_vm(&s);
+}
+
+TEST(legacy_ioctl_cannot_create_private)
+{
+	struct kvm_userspace_memory_region_ext r;
+	struct setup s;
+
+	setup_vm(&s, SIZE);
+	r = region(&s, SLOT, GPA, 0);
+	ASSERT_FAILS_WITH(__vm_ioctl(s.vm, KVM_SET_USER_MEMORY_REGION,
+				     &r.region), EINVAL);
+	teardown_vm(&s);
+}
+
+TEST(bad_flags)
+{
+	struct kvm_userspace_memory_region_ext r;
+	struct setup s;
+
+	setup_vm(&s, SIZE);
+	r = region(&s, SLOT, GPA, 0);
+	r.region.flags |= 1U << 21;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	r.region.flags = KVM_MEM_PRIVATE | KVM_MEM_LOG_DIRTY_PAGES;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	r.region.flags = KVM_MEM_PRIVATE | KVM_MEM_READONLY;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	teardown_vm(&s);
+}
+
+TEST(padding_must_be_zero)
+{
+	struct kvm_userspace_memory_region_ext r;
+	struct setup s;
+
+	setup_vm(&s, SIZE);
+	r = region(&s, SLOT, GPA, 0);
+	r.pad1 = 1;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	r.pad1 = 0;
+	r.pad2[13] = 1;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	teardown_vm(&s);
+}
+
+TEST(bad_fd)
+{
+	struct kvm_userspace_memory_region_ext r;
+	struct setup s;
+	int fd;
+
+	setup_vm(&s, SIZE);
+	r = region(&s, SLOT, GPA, 0);
+	r.private_fd = -1;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EBADF);
+	fd = dup(s.memfd);
+	close(fd);
+	r.private_fd = fd;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EBADF);
+	teardown_vm(&s);
+}
+
+/* Only an inaccessible memfd can give private memory. */
+TEST(wrong_fd_types)
+{
+	struct kvm_userspace_memory_region_ext r;
+	int ordinary, efd, devnull;
+	struct setup s;
+
+	setup_vm(&s, SIZE);
+	r = region(&s, SLOT, GPA, 0);
+
+	ordinary = memfd_create("ordinary", 0);
+	ASSERT_GE(ordinary, 0);
+	ASSERT_EQ(ftruncate(ordinary, SIZE), 0);
+	r.private_fd = ordinary;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EOPNOTSUPP);
+
+	efd = eventfd(0, 0);
+	ASSERT_GE(efd, 0);
+	r.private_fd = efd;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EOPNOTSUPP);
+
+	devnull = open("/dev/null", O_RDWR);
+	ASSERT_GE(devnull, 0);
+	r.private_fd = devnull;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EOPNOTSUPP);
+
+	/* The VM's own fd is no memfile either. */
+	r.private_fd = s.vm->fd;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EOPNOTSUPP);
+
+	close(ordinary);
+	close(efd);
+	close(devnull);
+	teardown_vm(&s);
+}
+
+TEST(bad_offsets)
+{
+	struct kvm_userspace_memory_region_ext r;
+	struct setup s;
+	int unsized;
+
+	setup_vm(&s, SIZE);
+	r = region(&s, SLOT, GPA, 1);
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	r.private_offset = 2048;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	/* Past the end of the file, partly or wholly. */
+	r.private_offset = 4096;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	r.private_offset = SIZE;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	/* Wrapping around. */
+	r.private_offset = -4096ULL;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	r.private_offset = 1ULL << 63;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+
+	/* A file whose size was never set has no range at all. */
+	unsized = memfd_create("unsized", MFD_INACCESSIBLE);
+	ASSERT_GE(unsized, 0);
+	r.private_fd = unsized;
+	r.private_offset = 0;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	close(unsized);
+	teardown_vm(&s);
+}
+
+/* A page of the file backs at most one gfn, in any VM. */
+TEST(file_range_backs_one_slot)
+{
+	struct kvm_userspace_memory_region_ext r;
+	struct setup s;
+	struct kvm_vm *vm2;
+
+	setup_vm(&s, 2 * SIZE);
+	r = region(&s, SLOT, GPA, 0);
+	ASSERT_EQ(set_ext(s.vm, &r), 0);
+
+	r = region(&s, SLOT + 1, GPA + SIZE, 0);
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EBUSY);
+	r.private_offset = SIZE / 2;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EBUSY);
+
+	vm2 = ____vm_create_type(VM_MODE_DEFAULT, 0, KVM_X86_PRIVATE_MEM_VM);
+	r = region(&s, SLOT, GPA, SIZE - 4096);
+	ASSERT_FAILS_WITH(set_ext(vm2, &r), EBUSY);
+	r.private_offset = SIZE;
+	ASSERT_EQ(set_ext(vm2, &r), 0);
+	kvm_vm_free(vm2);
+
+	/* Deleting the slot frees its range for others. */
+	r = region(&s, SLOT, GPA, 0);
+	r.region.memory_size = 0;
+	ASSERT_EQ(set_ext(s.vm, &r), 0);
+	r = region(&s, SLOT + 1, GPA + SIZE, 0);
+	ASSERT_EQ(set_ext(s.vm, &r), 0);
+	teardown_vm(&s);
+}
+
+/* A private slot can be deleted, nothing else; no slot can become one. */
+TEST(private_slots_are_immutable)
+{
+	struct kvm_userspace_memory_region_ext r;
+	struct setup s;
+
+	setup_vm(&s, SIZE);
+	r = region(&s, SLOT, GPA, 0);
+	ASSERT_EQ(set_ext(s.vm, &r), 0);
+
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	r.region.guest_phys_addr = 2 * GPA;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	r = region(&s, SLOT, GPA, 0);
+	r.region.flags = 0;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+
+	/* Deleting works through either ioctl. */
+	r.region.memory_size = 0;
+	ASSERT_EQ(__vm_ioctl(s.vm, KVM_SET_USER_MEMORY_REGION, &r.region), 0);
+
+	/* A shared slot cannot turn private. */
+	r = region(&s, SLOT, GPA, 0);
+	r.region.flags = 0;
+	ASSERT_EQ(set_ext(s.vm, &r), 0);
+	r.region.flags = KVM_MEM_PRIVATE;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	teardown_vm(&s);
+}
+
+/* No memslot of a private VM may reach the private GPA bit. */
+TEST(slots_stay_below_the_private_bit)
+{
+	struct kvm_userspace_memory_region_ext r;
+	uint64_t bit_gpa;
+	struct setup s;
+
+	setup_vm(&s, SIZE);
+	bit_gpa = vm_private_gpa_mask(s.vm);
+	r = region(&s, SLOT, bit_gpa - SIZE / 2, 0);
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	r = region(&s, SLOT, bit_gpa, 0);
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	/* Shared slots too: the alias space belongs to private memory. */
+	r.region.flags = 0;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	r = region(&s, SLOT, bit_gpa - SIZE, 0);
+	ASSERT_EQ(set_ext(s.vm, &r), 0);
+	teardown_vm(&s);
+}
+
+/* Value of a /proc/meminfo field, in KiB. */
+static long meminfo_kb(const char *field)
+{
+	size_t len = strlen(field);
+	char line[128];
+	long val = -1;
+	FILE *f;
+
+	f = fopen("/proc/meminfo", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, field, len) && line[len] == ':') {
+			val = strtol(line + len + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return val;
+}
+
+#define TEARDOWN_PAGES	4096		/* 16 MiB of private memory */
+#define SLACK_KB	2048		/* per-cpu counter drift */
+#define DEADLINE_MS	5000		/* for deferred frees after teardown */
+
+struct meminfo {
+	long shmem;
+	long unevictable;
+};
+
+static struct meminfo meminfo_now(void)
+{
+	return (struct meminfo) {
+		.shmem = meminfo_kb("Shmem"),
+		.unevictable = meminfo_kb("Unevictable"),
+	};
+}
+
+static bool meminfo_near(struct meminfo a, struct meminfo b, long delta_kb)
+{
+	return labs(a.shmem + delta_kb - b.shmem) <= SLACK_KB &&
+	       labs(a.unevictable + delta_kb - b.unevictable) <= SLACK_KB;
+}
+
+/*
+ * Wait up to DEADLINE_MS for Shmem and Unevictable to return to @base;
+ * freeing after a VM is destroyed or a process is killed may be deferred.
+ */
+static bool meminfo_back_to(struct meminfo base)
+{
+	struct timespec ts = { 0, 50 * 1000 * 1000 };
+	int waited;
+
+	for (waited = 0; waited <= DEADLINE_MS; waited += 50) {
+		if (meminfo_near(base, meminfo_now(), 0))
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+static void guest_touch_private(uint64_t gva)
+{
+	for (;;)
+		GUEST_SYNC(*(volatile uint64_t *)gva);
+}
+
+#define SHARED_GVA	0x40000000ULL
+#define PRIVATE_GVA	0x80000000ULL
+
+/* A private VM whose slot has TEARDOWN_PAGES private pages, all mapped. */
+static struct kvm_vm *private_vm_with_pages(struct private_region *r,
+					    struct kvm_vcpu **vcpu)
+{
+	struct kvm_vm *vm;
+	struct ucall uc;
+
+	vm = vm_create_private(1, guest_touch_private, vcpu);
+	private_region_add(r, vm, SLOT, GPA, TEARDOWN_PAGES);
+	private_region_map(r, SHARED_GVA, PRIVATE_GVA);
+	private_region_convert(r, GPA, r->size, true);
+	vcpu_args_set(*vcpu, 1, PRIVATE_GVA);
+	vcpu_run(*vcpu);
+	TEST_ASSERT(get_ucall(*vcpu, &uc) == UCALL_SYNC,
+		    "guest could not read its private memory");
+	return vm;
+}
+
+/* Closing the fd first keeps the pages: the slot holds the file. */
+TEST(teardown_fd_closed_before_slot_deleted)
+{
+	struct meminfo base = meminfo_now();
+	struct private_region r;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+
+	vm = private_vm_with_pages(&r, &vcpu);
+	close(r.memfd);
+	ASSERT_TRUE(meminfo_near(base, meminfo_now(), TEARDOWN_PAGES * 4));
+	vm_mem_region_delete(vm, SLOT);
+	ASSERT_TRUE(meminfo_back_to(base));
+	kvm_vm_free(vm);
+}
+
+/*
+ * The slot goes while the vCPU runs: its next private access finds no
+ * private memory and exits, and the pages are freed.
+ */
+TEST(teardown_slot_deleted_while_vcpu_runs)
+{
+	struct meminfo base = meminfo_now();
+	struct private_region r;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+
+	vm = private_vm_with_pages(&r, &vcpu);
+	vm_mem_region_delete(vm, SLOT);
+	vcpu_run(vcpu);
+	ASSERT_EQ(vcpu->run->exit_reason, KVM_EXIT_MEMORY_ERROR);
+	ASSERT_EQ(vcpu->run->memory.flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
+	ASSERT_EQ(vcpu->run->memory.gpa, GPA);
+	close(r.memfd);
+	ASSERT_TRUE(meminfo_back_to(base));
+	kvm_vm_free(vm);
+}
+
+TEST(teardown_vm_destroyed_with_private_pages)
+{
+	struct meminfo base = meminfo_now();
+	struct private_region r;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+
+	vm = private_vm_with_pages(&r, &vcpu);
+	kvm_vm_free(vm);
+	/* The memfd still holds the pages... */
+	ASSERT_TRUE(meminfo_near(base, meminfo_now(), TEARDOWN_PAGES * 4));
+	/* ...until it goes too. */
+	close(r.memfd);
+	ASSERT_TRUE(meminfo_back_to(base));
+}
+
+/* A process that dies in KVM_RUN leaves nothing behind. */
+TEST(teardown_process_killed)
+{
+	struct meminfo base = meminfo_now();
+	int status, ready[2];
+	pid_t pid;
+	char c;
+
+	ASSERT_EQ(pipe(ready), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		struct private_region r;
+		struct kvm_vcpu *vcpu;
+
+		private_vm_with_pages(&r, &vcpu);
+		TEST_ASSERT(write(ready[1], "r", 1) == 1, "cannot report ready");
+		for (;;)
+			vcpu_run(vcpu);
+	}
+	ASSERT_EQ(read(ready[0], &c, 1), 1);
+	ASSERT_TRUE(meminfo_near(base, meminfo_now(), TEARDOWN_PAGES * 4));
+	ASSERT_EQ(kill(pid, SIGKILL), 0);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFSIGNALED(status));
+	ASSERT_TRUE(meminfo_back_to(base));
+}
+
+TEST_HARNESS_MAIN

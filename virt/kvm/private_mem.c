@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Guest private memory: memslots whose private pages come from a memfile,
+ * an inaccessible file that KVM uses by pfn through memfile_notifier.
+ *
+ * See Documentation/virt/kvm/private-memory.rst.
+ */
+
+#include <linux/file.h>
+#include <linux/kvm_host.h>
+#include <linux/memfile_notifier.h>
+
+#include "kvm_mm.h"
+
+/* What KVM needs of private pages: no user access, no moves, no swap. */
+#define KVM_MEMFILE_FLAGS	(MEMFILE_F_USER_INACCESSIBLE | \
+				 MEMFILE_F_UNMOVABLE | \
+				 MEMFILE_F_UNRECLAIMABLE)
+
+static struct kvm_memory_slot *notifier_to_slot(struct memfile_notifier *n)
+{
+	return container_of(n, struct kvm_memory_slot, notifier);
+}
+
+/* The page offset in the memfile of the slot's first gfn. */
+static pgoff_t slot_pgoff(const struct kvm_memory_slot *slot)
+{
+	return slot->private_offset >> PAGE_SHIFT;
+}
+
+/*
+ * The memfile is about to allocate or free pages of the slot: stop faults
+ * on the gfns and zap every mapping of them, private and shared, since
+ * the gfns change from one to the other.
+ */
+static void kvm_private_mem_invalidate_begin(struct memfile_notifier *n,
+					     pgoff_t start, pgoff_t end)
+{
+	struct kvm_memory_slot *slot = notifier_to_slot(n);
+	struct kvm *kvm = slot->kvm;
+	struct kvm_gfn_range range = {
+		.slot		= slot,
+		.start		= slot->base_gfn + (start - slot_pgoff(slot)),
+		.end		= slot->base_gfn + (end - slot_pgoff(slot)),
+		.may_block	= true,
+	};
+	int idx;
+
+	idx = srcu_read_lock(&kvm->srcu);
+	KVM_MMU_LOCK(kvm);
+	kvm_mmu_invalidate_begin(kvm);
+	kvm_mmu_invalidate_range_add(kvm, range.start, range.end);
+	if (kvm_arch_unmap_private_range(kvm, &range))
+		kvm_flush_remote_tlbs(kvm);
+	KVM_MMU_UNLOCK(kvm);
+	srcu_read_unlock(&kvm->srcu, idx);
+}
+
+/* The change is complete: faults that raced with it retry. */
+static void kvm_private_mem_invalidate_end(struct memfile_notifier *n,
+					   pgoff_t start, pgoff_t end)
+{
+	struct kvm *kvm = notifier_to_slot(n)->kvm;
+
+	KVM_MMU_LOCK(kvm);
+	kvm_mmu_invalidate_end(kvm);
+	KVM_MMU_UNLOCK(kvm);
+}
+
+static const struct memfile_notifier_ops kvm_private_mem_notifier_ops = {
+	.owner			= THIS_MODULE,
+	.invalidate_begin	= kvm_private_mem_invalidate_begin,
+	.invalidate_end		= kvm_private_mem_invalidate_end,
+};
+
+/**
+ * kvm_private_mem_register - back the private pages of a new memslot
+ * @kvm: the VM
+ * @slot: the memslot, not yet installed, with base_gfn and npages set
+ * @fd: the memfile, an MFD_INACCESSIBLE memfd
+ * @offset: byte offset in the memfile of the slot's first gfn
+ *
+ * The slot holds a reference to the file until it is unregistered, so the
+ * fd may be closed at any time.  The range of the file the slot uses may
+ * back no other memslot, of this VM or any other.
+ *
+ * Return: 0 on success; -EBADF if @fd is not an open file; -EINVAL if
+ * @offset is not page-aligned, or the range wraps or does not lie inside
+ * the file; -EOPNOTSUPP if the file is not an inaccessible memfd; -EBUSY
+ * if another memslot uses part of the range.
+ */
+int kvm_private_mem_register(struct kvm *kvm, struct kvm_memory_slot *slot,
+			     u32 fd, u64 offset)
+{
+	struct file *file;
+	u64 end;
+	int r;
+
+	if (!PAGE_ALIGNED(offset) ||
+	    check_add_overflow(offset, (u64)slot->npages << PAGE_SHIFT, &end) ||
+	    end > MAX_LFS_FILESIZE)
+		return -EINVAL;
+
+	file = fget(fd);
+	if (!file)
+		return -EBADF;
+
+	slot->kvm = kvm;
+	slot->private_offset = offset;
+	slot->notifier.ops = &kvm_private_mem_notifier_ops;
+	r = memfile_register_notifier(file, offset >> PAGE_SHIFT, slot->npages,
+				      KVM_MEMFILE_FLAGS, &slot->notifier);
+	if (!r)
+		slot->private_file = file;
+	/* The notifier holds its own reference. */
+	fput(file);
+	return r;
+}
+
+/**
+ * kvm_private_mem_unregister - release the memfile of a memslot
+ * @slot: the memslot; nothing happens if it has no memfile registered
+ *
+ * Waits for an invalidation of the slot in flight, then drops the file
+ * reference, which may free the private pages.
+ */
+void kvm_private_mem_unregister(struct kvm_memory_slot *slot)
+{
+	if (!slot->private_file)
+		return;
+	memfile_unregister_notifier(&slot->notifier);
+	slot->private_file = NULL;
+}
+
+/**
+ * kvm_private_mem_unregister_all - release the memfiles of all memslots
+ * @kvm: the VM, being destroyed
+ */
+void kvm_private_mem_unregister_all(struct kvm *kvm)
+{
+	struct kvm_memory_slot *slot;
+	int i, bkt;
+
+	for (i = 0; i < KVM_ADDRESS_SPACE_NUM; i++)
+		kvm_for_each_memslot(slot, bkt, __kvm_memslots(kvm, i))
+			kvm_private_mem_unregister(slot);
+}
+
+/**
+ * kvm_private_mem_get_pfn - look up the private page of a gfn
+ * @slot: a memslot with KVM_MEM_PRIVATE
+ * @gfn: a gfn of @slot
+ * @pfn: on success, the pfn of the private page, referenced
+ * @order: on success, the order of the folio that holds it
+ *
+ * Return: 0 if @gfn is private; -ENOENT if it is shared (the memfile has
+ * no page for it); another negative errno on failure.
+ */
+int kvm_private_mem_get_pfn(struct kvm_memory_slot *slot, gfn_t gfn,
+			    kvm_pfn_t *pfn, int *order)
+{
+	unsigned long p;
+	int r;
+
+	r = memfile_get_pfn(&slot->notifier,
+			    slot_pgoff(slot) + (gfn - slot->base_gfn), &p, order);
+	if (!r)
+		*pfn = p;
+	return r;
+}
+
+/**
+ * kvm_private_mem_put_pfn - drop the reference kvm_private_mem_get_pfn() took
+ * @slot: the memslot
+ * @pfn: the pfn
+ */
+void kvm_private_mem_put_pfn(struct kvm_memory_slot *slot, kvm_pfn_t pfn)
+{
+	memfile_put_pfn(&slot->notifier, pfn);
+}
