@@ -64,7 +64,7 @@ struct memfile_notifier_ops {
  * memfile_node_init().
  */
 struct memfile_node {
-	struct mutex lock;
+	struct mutex lock;		/* held from invalidate_begin to _end */
 	struct list_head notifiers;
 	unsigned long flags;
 };

@@ -101,7 +101,7 @@ static const struct memfile_notifier_ops rec_ops = {
 };
 
 static int rec_register_file(struct recorder *rec, struct file *file,
-			    pgoff_t start, pgoff_t nr)
+			     pgoff_t start, pgoff_t nr)
 {
 	int ret;
 
@@ -136,12 +136,15 @@ static int punch(struct file *file, pgoff_t start, pgoff_t nr)
 			     start << PAGE_SHIFT, nr << PAGE_SHIFT);
 }
 
-#define EXPECT_EVENT(test, rec, i, b, s, e, p) do {			\
-	KUNIT_EXPECT_EQ(test, (rec)->events[i].begin, b);		\
-	KUNIT_EXPECT_EQ(test, (rec)->events[i].start, (pgoff_t)(s));	\
-	KUNIT_EXPECT_EQ(test, (rec)->events[i].end, (pgoff_t)(e));	\
-	KUNIT_EXPECT_EQ(test, (rec)->events[i].present, p);		\
-} while (0)
+/* Event @i of @rec was a begin (or end) for [@start, @end). */
+static void expect_event(struct kunit *test, struct recorder *rec, int i,
+			 bool begin, pgoff_t start, pgoff_t end, bool present)
+{
+	KUNIT_EXPECT_EQ(test, rec->events[i].begin, begin);
+	KUNIT_EXPECT_EQ(test, rec->events[i].start, start);
+	KUNIT_EXPECT_EQ(test, rec->events[i].end, end);
+	KUNIT_EXPECT_EQ(test, rec->events[i].present, present);
+}
 
 static int memfile_test_init(struct kunit *test)
 {
@@ -185,8 +188,8 @@ static void punch_is_bracketed(struct kunit *test)
 
 	KUNIT_ASSERT_EQ(test, punch(ctx->file, 2, 2), 0);
 	KUNIT_ASSERT_EQ(test, rec->nr, 2);
-	EXPECT_EVENT(test, rec, 0, true, 2, 4, true);
-	EXPECT_EVENT(test, rec, 1, false, 2, 4, false);
+	expect_event(test, rec, 0, true, 2, 4, true);
+	expect_event(test, rec, 1, false, 2, 4, false);
 }
 
 /* Allocation: begin runs on a hole, end after the pages exist. */
@@ -199,8 +202,8 @@ static void allocation_is_bracketed(struct kunit *test)
 
 	KUNIT_ASSERT_EQ(test, falloc(ctx, 4, 2), 0);
 	KUNIT_ASSERT_EQ(test, rec->nr, 2);
-	EXPECT_EVENT(test, rec, 0, true, 4, 6, false);
-	EXPECT_EVENT(test, rec, 1, false, 4, 6, true);
+	expect_event(test, rec, 0, true, 4, 6, false);
+	expect_event(test, rec, 1, false, 4, 6, true);
 }
 
 /* Callbacks carry the part of the change inside the consumer's range. */
@@ -216,8 +219,8 @@ static void callbacks_are_clamped(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, rec->nr, 0);
 	KUNIT_ASSERT_EQ(test, punch(ctx->file, 0, TEST_PAGES), 0);
 	KUNIT_ASSERT_EQ(test, rec->nr, 2);
-	EXPECT_EVENT(test, rec, 0, true, 2, 6, true);
-	EXPECT_EVENT(test, rec, 1, false, 2, 6, false);
+	expect_event(test, rec, 0, true, 2, 6, true);
+	expect_event(test, rec, 1, false, 2, 6, false);
 }
 
 /* A lookup on a hole fails and allocates nothing. */
@@ -310,15 +313,26 @@ static void two_consumers(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, punch(ctx->file, 2, 4), 0);
 	KUNIT_ASSERT_EQ(test, a->nr, 2);
 	KUNIT_ASSERT_EQ(test, b->nr, 2);
-	EXPECT_EVENT(test, a, 0, true, 2, 4, true);
-	EXPECT_EVENT(test, a, 1, false, 2, 4, false);
-	EXPECT_EVENT(test, b, 0, true, 4, 6, true);
-	EXPECT_EVENT(test, b, 1, false, 4, 6, false);
+	expect_event(test, a, 0, true, 2, 4, true);
+	expect_event(test, a, 1, false, 2, 4, false);
+	expect_event(test, b, 0, true, 4, 6, true);
+	expect_event(test, b, 1, false, 4, 6, false);
 
 	rec_unregister(a);
 	KUNIT_ASSERT_EQ(test, punch(ctx->file, 0, TEST_PAGES), 0);
 	KUNIT_EXPECT_EQ(test, a->nr, 2);
 	KUNIT_EXPECT_EQ(test, b->nr, 4);
+}
+
+/* Registers, and undoes it on success: these registrations should fail. */
+static int try_register(struct file *file, pgoff_t start, pgoff_t nr,
+			unsigned long flags, struct memfile_notifier *n)
+{
+	int ret = memfile_register_notifier(file, start, nr, flags, n);
+
+	if (!ret)
+		memfile_unregister_notifier(n);
+	return ret;
 }
 
 /* What cannot be registered, and why. */
@@ -336,23 +350,23 @@ static void registration_errors(struct kunit *test)
 	ordinary = shmem_file_setup("memfile_notifier_test", PAGE_SIZE,
 				    VM_NORESERVE);
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, ordinary);
-	KUNIT_EXPECT_EQ(test, memfile_register_notifier(ordinary, 0, 1,
-			MEMFILE_F_USER_INACCESSIBLE, n), -EOPNOTSUPP);
-	KUNIT_EXPECT_EQ(test, memfile_register_notifier(ordinary, 0, 1, 0, n),
+	KUNIT_EXPECT_EQ(test, try_register(ordinary, 0, 1,
+					   MEMFILE_F_USER_INACCESSIBLE, n),
 			-EOPNOTSUPP);
+	KUNIT_EXPECT_EQ(test, try_register(ordinary, 0, 1, 0, n), -EOPNOTSUPP);
 	fput(ordinary);
 
-	KUNIT_EXPECT_EQ(test, memfile_register_notifier(ctx->file, 0, 1,
-			BIT(16), n), -EINVAL);
-	KUNIT_EXPECT_EQ(test, memfile_register_notifier(ctx->file, 0, 0,
-			ALL_PROPERTIES, n), -EINVAL);
-	KUNIT_EXPECT_EQ(test, memfile_register_notifier(ctx->file, 4,
-			TEST_PAGES, ALL_PROPERTIES, n), -EINVAL);
-	KUNIT_EXPECT_EQ(test, memfile_register_notifier(ctx->file, ULONG_MAX,
-			2, ALL_PROPERTIES, n), -EINVAL);
+	KUNIT_EXPECT_EQ(test, try_register(ctx->file, 0, 1, BIT(16), n),
+			-EINVAL);
+	KUNIT_EXPECT_EQ(test, try_register(ctx->file, 0, 0, ALL_PROPERTIES, n),
+			-EINVAL);
+	KUNIT_EXPECT_EQ(test, try_register(ctx->file, 4, TEST_PAGES,
+					   ALL_PROPERTIES, n), -EINVAL);
+	KUNIT_EXPECT_EQ(test, try_register(ctx->file, ULONG_MAX, 2,
+					   ALL_PROPERTIES, n), -EINVAL);
 	n->ops = &no_end_ops;
-	KUNIT_EXPECT_EQ(test, memfile_register_notifier(ctx->file, 0, 1,
-			ALL_PROPERTIES, n), -EINVAL);
+	KUNIT_EXPECT_EQ(test, try_register(ctx->file, 0, 1, ALL_PROPERTIES, n),
+			-EINVAL);
 }
 
 struct punch_work {
@@ -422,7 +436,7 @@ static void unregister_waits_for_callbacks(struct kunit *test)
 	wait_for_completion(&pw.done);
 	wait_for_completion(&uw.done);
 	KUNIT_ASSERT_EQ(test, rec->nr, 2);
-	EXPECT_EVENT(test, rec, 1, false, 0, TEST_PAGES, false);
+	expect_event(test, rec, 1, false, 0, TEST_PAGES, false);
 
 	/* Unregistered: later changes are not reported. */
 	rec->block = false;

@@ -214,8 +214,8 @@ TEST_F(access, mmap)
 	static const int types[] = { MAP_SHARED, MAP_PRIVATE };
 	unsigned int p, t;
 
-	for (p = 0; p < sizeof(prots) / sizeof(prots[0]); p++) {
-		for (t = 0; t < 2; t++) {
+	for (p = 0; p < ARRAY_SIZE(prots); p++) {
+		for (t = 0; t < ARRAY_SIZE(types); t++) {
 			void *addr;
 
 			errno = 0;
@@ -508,7 +508,7 @@ static long meminfo_kb(const char *field)
 
 /* The pages show up in both fields while allocated. */
 static const char * const fields[] = { "Shmem", "Unevictable" };
-#define NR_FIELDS	(sizeof(fields) / sizeof(fields[0]))
+#define NR_FIELDS	ARRAY_SIZE(fields)
 
 static void expect_meminfo(struct __test_metadata *_metadata,
 			   const long *base, long delta_kb, const char *when)

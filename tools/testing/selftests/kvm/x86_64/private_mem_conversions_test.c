@@ -20,7 +20,7 @@
 #include "../kselftest_harness.h"
 
 #define SLOT		10
-#define GPA		(1ULL << 30)		/* 1 GiB, 2 MiB aligned */
+#define GPA		BIT_ULL(30)		/* 1 GiB, 2 MiB aligned */
 #define NPAGES		1024			/* 4 MiB */
 #define PAGE		4096ULL
 #define SHARED_GVA	0x40000000ULL
@@ -53,7 +53,7 @@ static uint64_t *view(uint64_t page, bool private)
 static void guest_code(uint64_t id)
 {
 	for (;;) {
-		struct guest_cmd c = *(volatile struct guest_cmd *)&cmds[id];
+		struct guest_cmd c = READ_ONCE(cmds[id]);
 		uint64_t i, w, r = 0;
 
 		switch (c.op) {
@@ -77,7 +77,7 @@ static void guest_code(uint64_t id)
 					r += view(i, c.private)[w] != c.val;
 			break;
 		case OP_READ:
-			r = *(volatile uint64_t *)c.addr;
+			r = READ_ONCE(*(uint64_t *)c.addr);
 			break;
 		case OP_OWN_WORDS:
 			/* Write this vCPU's half of the page, count misreads. */
@@ -318,8 +318,8 @@ TEST(explicit_bad_requests)
 	ASSERT_EQ(raw_convert(&t, bit - PAGE, 2, enc), -KVM_EINVAL);
 	ASSERT_EQ(raw_convert(&t, GPA, -1ULL, enc), -KVM_EINVAL);
 	/* Unknown attributes, or two page sizes at once. */
-	ASSERT_EQ(raw_convert(&t, GPA, 1, enc | (1ULL << 5)), -KVM_EINVAL);
-	ASSERT_EQ(raw_convert(&t, GPA, 1, enc | (1ULL << 63)), -KVM_EINVAL);
+	ASSERT_EQ(raw_convert(&t, GPA, 1, enc | BIT_ULL(5)), -KVM_EINVAL);
+	ASSERT_EQ(raw_convert(&t, GPA, 1, enc | BIT_ULL(63)), -KVM_EINVAL);
 	ASSERT_EQ(raw_convert(&t, GPA, 1, enc | KVM_MAP_GPA_RANGE_PAGE_SZ_2M |
 			      KVM_MAP_GPA_RANGE_PAGE_SZ_1G), -KVM_EINVAL);
 	ASSERT_EQ(t.counts.explicit_private + t.counts.explicit_shared, 0);
@@ -515,7 +515,7 @@ TEST(shared_access_to_plain_slot)
 	test_fini(&t);
 }
 
-#define PF_ERROR_RSVD	(1ULL << 3)
+#define PF_ERROR_RSVD	BIT_ULL(3)
 
 static uint64_t pf_error_code;
 

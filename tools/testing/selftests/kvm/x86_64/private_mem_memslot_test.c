@@ -25,7 +25,7 @@
 #include "../kselftest_harness.h"
 
 #define SLOT		10
-#define GPA		(1ULL << 30)
+#define GPA		BIT_ULL(30)
 #define NPAGES		64
 #define SIZE		(NPAGES * 4096ULL)
 
@@ -53,10 +53,8 @@ static void teardown_vm(struct setup *s)
 	munmap(s->shared, SIZE);
 }
 
-static struct kvm_userspace_memory_region_ext region(struct setup *s,
-						      uint32_t slot,
-						      uint64_t gpa,
-						      uint64_t offset)
+static struct kvm_userspace_memory_region_ext
+region(struct setup *s, uint32_t slot, uint64_t gpa, uint64_t offset)
 {
 	return (struct kvm_userspace_memory_region_ext) {
 		.region = {
@@ -105,6 +103,56 @@ TEST(vm_type_and_capability)
 	kvm_fd = open_kvm_dev_path_or_exit();
 	ASSERT_FAILS_WITH(ioctl(kvm_fd, KVM_CREATE_VM, 30), EINVAL);
 	ASSERT_FAILS_WITH(ioctl(kvm_fd, KVM_CREATE_VM, 32), EINVAL);
+	close(kvm_fd);
+}
+
+#define TDP_MMU_PARAM	"/sys/module/kvm/parameters/tdp_mmu"
+
+static bool set_tdp_mmu(char val)
+{
+	int fd = open(TDP_MMU_PARAM, O_WRONLY);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = write(fd, &val, 1) == 1;
+	close(fd);
+	return ok;
+}
+
+/* VMs created with kvm.tdp_mmu off get the shadow MMU. */
+FIXTURE(shadow_mmu) {};
+
+FIXTURE_SETUP(shadow_mmu)
+{
+	if (!kvm_check_cap(KVM_CAP_PRIVATE_MEM))
+		SKIP(return, "no private memory on this host");
+	if (!set_tdp_mmu('N'))
+		SKIP(return, "cannot write %s", TDP_MMU_PARAM);
+}
+
+FIXTURE_TEARDOWN(shadow_mmu)
+{
+	set_tdp_mmu('Y');
+}
+
+/*
+ * The shadow MMU never maps private memory, so where VMs would not get the
+ * TDP MMU there is no private VM: the capability says so and the VM type
+ * is refused.
+ */
+TEST_F(shadow_mmu, refuses_private_vms)
+{
+	int kvm_fd, vm_fd;
+
+	kvm_fd = open_kvm_dev_path_or_exit();
+	ASSERT_EQ(ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_PRIVATE_MEM), 0);
+	ASSERT_FAILS_WITH(ioctl(kvm_fd, KVM_CREATE_VM, KVM_X86_PRIVATE_MEM_VM),
+			  EOPNOTSUPP);
+	/* Ordinary VMs are as they were. */
+	vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+	ASSERT_GE(vm_fd, 0);
+	close(vm_fd);
 	close(kvm_fd);
 }
 
@@ -273,7 +321,7 @@ TEST(bad_offsets)
 	/* Wrapping around. */
 	r.private_offset = -4096ULL;
 	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
-	r.private_offset = 1ULL << 63;
+	r.private_offset = BIT_ULL(63);
 	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
 
 	/* A file whose size was never set has no range at all. */
@@ -433,7 +481,7 @@ static bool meminfo_back_to(struct meminfo base)
 static void guest_touch_private(uint64_t gva)
 {
 	for (;;)
-		GUEST_SYNC(*(volatile uint64_t *)gva);
+		GUEST_SYNC(READ_ONCE(*(uint64_t *)gva));
 }
 
 #define SHARED_GVA	0x40000000ULL

@@ -49,7 +49,7 @@ uint64_t vm_private_gpa_mask(struct kvm_vm *vm)
 	int bit = vm_check_cap(vm, KVM_CAP_PRIVATE_MEM);
 
 	TEST_ASSERT(bit > 0, "VM has no private GPA bit");
-	return 1ULL << bit;
+	return BIT_ULL(bit);
 }
 
 /*
