@@ -125,7 +125,7 @@ bisect_build_one() {
 		kernel_config_relaxed "$wt" "$obj" &&
 			kmake bzImage modules &&
 			kmake headers &&
-			build_selftests_in "$wt" "$obj" "$B/bisect/selftests"
+			build_selftests_in "$wt" "$obj" "$B/bisect/selftests" --existing
 	)
 }
 

@@ -14,13 +14,20 @@ plan_skips() {
 	sed -n 's/^skip //p' "$PLAN"
 }
 
-# build_selftests_in TREE OBJ OUT: the plan's programs, static, against
-# the headers of OBJ.
+# build_selftests_in TREE OBJ OUT [--existing]: the plan's programs, static,
+# against the headers of OBJ; with --existing only those whose source TREE
+# has (a commit in the middle of the series lacks the later tests).
 build_selftests_in() {
-	local tree=$1 obj=$2 out=$3 suite targets
+	local tree=$1 obj=$2 out=$3 existing=${4:-} suite targets t
 
 	for suite in $(plan_tests | cut -d' ' -f1 | cut -d/ -f1 | sort -u | grep -vx kunit); do
-		targets=$(plan_tests | cut -d' ' -f1 | sed -n "s|^$suite/|$out/$suite/|p" | sort -u)
+		targets=
+		for t in $(plan_tests | cut -d' ' -f1 | sed -n "s|^$suite/||p" | sort -u); do
+			if [ -z "$existing" ] || [ -f "$tree/tools/testing/selftests/$suite/$t.c" ]; then
+				targets="$targets $out/$suite/$t"
+			fi
+		done
+		[ -n "$targets" ] || continue
 		mkdir -p "$out/$suite"
 		# shellcheck disable=SC2086
 		make -C "$tree/tools/testing/selftests/$suite" -j"$JOBS" \
