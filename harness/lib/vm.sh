@@ -54,7 +54,7 @@ build_demo() {
 		-I"$SRC/tools/include" -I"$SRC/tools/arch/x86/include" -isystem "$OBJ/usr/include" \
 		-I"$kvm/include" -I"$kvm/include/x86_64" -I"$kvm/.." \
 		-o "$KST/privmem-demo" "$ROOT/harness/demo/privmem-demo.c" \
-		$(ls "$KST"/kvm/lib/*.o "$KST"/kvm/lib/x86_64/*.o) -ldl
+		$(ls "$KST"/kvm/lib/*.o "$KST"/kvm/lib/x86_64/*.o) -luring -ldl
 }
 
 # build_initramfs MODE MODDIR: busybox, /init, the KVM modules from MODDIR

@@ -6,6 +6,7 @@
  * See Documentation/mm/memfile_notifier.rst for the contract.
  */
 
+#include <linux/debugfs.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/memfile_notifier.h>
@@ -15,6 +16,9 @@
 
 static LIST_HEAD(memfile_backing_stores);
 static DEFINE_MUTEX(memfile_backing_stores_lock);
+
+/* Consumers registered on any file, for debugfs. */
+static atomic_long_t memfile_nr_consumers;
 
 /**
  * memfile_register_backing_store - make a backing store known to the core
@@ -180,6 +184,7 @@ int memfile_register_notifier(struct file *file, pgoff_t start,
 	notifier->start = start;
 	notifier->end = end;
 	list_add_tail(&notifier->list, &node->notifiers);
+	atomic_long_inc(&memfile_nr_consumers);
 out:
 	mutex_unlock(&node->lock);
 	if (ret)
@@ -202,6 +207,7 @@ void memfile_unregister_notifier(struct memfile_notifier *notifier)
 
 	mutex_lock(&node->lock);
 	list_del(&notifier->list);
+	atomic_long_dec(&memfile_nr_consumers);
 	mutex_unlock(&node->lock);
 	/* The node lives in the file's inode: release the file last. */
 	fput(notifier->file);
@@ -244,3 +250,26 @@ void memfile_put_pfn(struct memfile_notifier *notifier, unsigned long pfn)
 	notifier->bs->put_pfn(pfn);
 }
 EXPORT_SYMBOL_GPL(memfile_put_pfn);
+
+/*
+ * /sys/kernel/debug/memfile_notifier/consumers: how many consumers are
+ * registered on all files together, so tests can check that teardown
+ * leaves none behind.
+ */
+static int memfile_consumers_get(void *data, u64 *val)
+{
+	*val = atomic_long_read(&memfile_nr_consumers);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(memfile_consumers_fops, memfile_consumers_get,
+			 NULL, "%llu\n");
+
+static int __init memfile_notifier_debugfs_init(void)
+{
+	struct dentry *dir = debugfs_create_dir("memfile_notifier", NULL);
+
+	debugfs_create_file_unsafe("consumers", 0444, dir, NULL,
+				   &memfile_consumers_fops);
+	return 0;
+}
+late_initcall(memfile_notifier_debugfs_init);

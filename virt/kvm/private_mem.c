@@ -17,6 +17,36 @@
 				 MEMFILE_F_UNMOVABLE | \
 				 MEMFILE_F_UNRECLAIMABLE)
 
+#ifdef CONFIG_KVM_PRIVATE_MEM_FAULT_INJECTION
+static bool private_mem_skip_zap;
+module_param(private_mem_skip_zap, bool, 0644);
+
+/*
+ * Fault injection: leave the private mappings of [@start, @end) in place.
+ * Take a reference to each page the memfile is about to free, so that the
+ * stale mappings point to leaked pages rather than to freed ones.
+ */
+static bool kvm_private_mem_inject_skip_zap(struct kvm_memory_slot *slot,
+					    gfn_t start, gfn_t end)
+{
+	kvm_pfn_t pfn;
+	int order;
+	gfn_t gfn;
+
+	if (!READ_ONCE(private_mem_skip_zap))
+		return false;
+	for (gfn = start; gfn < end; gfn++)
+		kvm_private_mem_get_pfn(slot, gfn, &pfn, &order);
+	return true;
+}
+#else
+static bool kvm_private_mem_inject_skip_zap(struct kvm_memory_slot *slot,
+					    gfn_t start, gfn_t end)
+{
+	return false;
+}
+#endif
+
 static struct kvm_memory_slot *notifier_to_slot(struct memfile_notifier *n)
 {
 	return container_of(n, struct kvm_memory_slot, notifier);
@@ -44,13 +74,20 @@ static void kvm_private_mem_invalidate_begin(struct memfile_notifier *n,
 		.end		= slot->base_gfn + (end - slot_pgoff(slot)),
 		.may_block	= true,
 	};
+	bool skip_zap, flush;
 	int idx;
+
+	skip_zap = kvm_private_mem_inject_skip_zap(slot, range.start, range.end);
 
 	idx = srcu_read_lock(&kvm->srcu);
 	KVM_MMU_LOCK(kvm);
 	kvm_mmu_invalidate_begin(kvm);
 	kvm_mmu_invalidate_range_add(kvm, range.start, range.end);
-	if (kvm_arch_unmap_private_range(kvm, &range))
+	if (skip_zap)
+		flush = kvm_unmap_gfn_range(kvm, &range);
+	else
+		flush = kvm_arch_unmap_private_range(kvm, &range);
+	if (flush)
 		kvm_flush_remote_tlbs(kvm);
 	KVM_MMU_UNLOCK(kvm);
 	srcu_read_unlock(&kvm->srcu, idx);

@@ -98,7 +98,8 @@ struct test {
 	struct conversion_counts counts;
 };
 
-static void test_init(struct test *t, int nr_vcpus)
+static void test_init_src(struct test *t, int nr_vcpus,
+			  enum vm_mem_backing_src_type src)
 {
 	int i;
 
@@ -106,10 +107,15 @@ static void test_init(struct test *t, int nr_vcpus)
 	t->vm = vm_create_private(nr_vcpus, guest_code, t->vcpus);
 	for (i = 0; i < nr_vcpus; i++)
 		vcpu_args_set(t->vcpus[i], 1, i);
-	private_region_add(&t->r, t->vm, SLOT, GPA, NPAGES);
+	private_region_add_src(&t->r, t->vm, src, SLOT, GPA, NPAGES);
 	private_region_map(&t->r, SHARED_GVA, PRIVATE_GVA);
 	/* What the host put in the shared pages. */
 	memset(t->r.hva, 0x5a, t->r.size);
+}
+
+static void test_init(struct test *t, int nr_vcpus)
+{
+	test_init_src(t, nr_vcpus, VM_MEM_SRC_ANONYMOUS);
 }
 
 static void test_fini(struct test *t)
@@ -515,8 +521,6 @@ TEST(shared_access_to_plain_slot)
 	test_fini(&t);
 }
 
-#define PF_ERROR_RSVD	BIT_ULL(3)
-
 static uint64_t pf_error_code;
 
 static void guest_pf_handler(struct ex_regs *regs)
@@ -547,6 +551,111 @@ TEST(bit_above_the_private_bit)
 	sync_global_from_guest(t.vm, pf_error_code);
 	ASSERT_TRUE(pf_error_code & PF_ERROR_RSVD);
 	ASSERT_EQ(t.counts.implicit_private + t.counts.implicit_shared, 0);
+	test_fini(&t);
+}
+
+static void expect_stats(struct __test_metadata *_metadata, struct test *t,
+			 uint64_t faults, uint64_t shared_faults,
+			 uint64_t explicit_exits, uint64_t implicit_exits,
+			 uint64_t zapped)
+{
+	ASSERT_EQ(vm_get_stat(t->vm, "private_mem_faults"), faults);
+	ASSERT_EQ(vm_get_stat(t->vm, "private_mem_shared_faults"), shared_faults);
+	ASSERT_EQ(vm_get_stat(t->vm, "private_mem_explicit_exits"),
+		  explicit_exits);
+	ASSERT_EQ(vm_get_stat(t->vm, "private_mem_implicit_exits"),
+		  implicit_exits);
+	ASSERT_EQ(vm_get_stat(t->vm, "private_mem_zapped_pages"), zapped);
+}
+
+/* AnonHugePages of the mapping at @hva, in KiB, from /proc/self/smaps. */
+static long anon_huge_kb(void *hva)
+{
+	unsigned long start, end, addr = (unsigned long)hva;
+	bool here = false;
+	char line[256];
+	long kb = -1;
+	FILE *f;
+
+	f = fopen("/proc/self/smaps", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2)
+			here = start <= addr && addr < end;
+		else if (here && sscanf(line, "AnonHugePages: %ld", &kb) == 1)
+			break;
+	}
+	fclose(f);
+	return kb;
+}
+
+/*
+ * A shared page next to a private one, both in a huge page of the host:
+ * the shared fault maps 4 KiB only, or a shared access to the private
+ * page would reach the host's page through the huge mapping, without the
+ * exit that tells userspace.
+ */
+TEST(huge_shared_mapping_never_covers_private_pages)
+{
+	struct test t;
+
+	test_init_src(&t, 1, VM_MEM_SRC_ANONYMOUS_THP);
+	if (anon_huge_kb(t.r.hva) <= 0) {
+		test_fini(&t);
+		SKIP(return, "the shared memory did not get huge pages");
+	}
+	private_region_convert(&t.r, GPA + PAGE, PAGE, true);
+	ASSERT_EQ(guest_do(&t, check_pages(0, 1, false, HOST_PATTERN)), 0);
+	ASSERT_EQ(t.counts.implicit_shared, 0);
+	ASSERT_EQ(guest_do(&t, check_pages(1, 1, false, HOST_PATTERN)), 0);
+	ASSERT_EQ(t.counts.implicit_shared, 1);
+	test_fini(&t);
+}
+
+/*
+ * The VM statistics count a known sequence of events exactly.  Zaps count
+ * the mappings an invalidation removed, shared or private, not the pages
+ * it covered.
+ */
+TEST(statistics)
+{
+	struct test t;
+
+	test_init(&t, 1);
+	expect_stats(_metadata, &t, 0, 0, 0, 0, 0);
+
+	/* One hypercall for four unmapped pages: nothing to zap. */
+	ASSERT_EQ(guest_do(&t, convert(0, 4, true)), 0);
+	expect_stats(_metadata, &t, 0, 0, 1, 0, 0);
+
+	/* Each private page faults in once. */
+	ASSERT_EQ(guest_do(&t, write_pages(0, 4, true, 1)), 0);
+	expect_stats(_metadata, &t, 4, 0, 1, 0, 0);
+
+	/* Shared pages of the slot count as shared faults. */
+	ASSERT_EQ(guest_do(&t, check_pages(8, 2, false, HOST_PATTERN)), 0);
+	expect_stats(_metadata, &t, 4, 2, 1, 0, 0);
+
+	/*
+	 * A private read of a mapped shared page: an exit, the zap of its
+	 * shared mapping, a private fault.
+	 */
+	ASSERT_EQ(guest_do(&t, check_pages(8, 1, true, 0)), 0);
+	expect_stats(_metadata, &t, 5, 2, 1, 1, 1);
+
+	/* A punch from the host zaps the four private mappings, no exit. */
+	private_region_convert(&t.r, GPA, 4 * PAGE, false);
+	expect_stats(_metadata, &t, 5, 2, 1, 1, 5);
+
+	/* The shared pages behind it fault in as shared again. */
+	ASSERT_EQ(guest_do(&t, check_pages(0, 4, false, HOST_PATTERN)), 0);
+	expect_stats(_metadata, &t, 5, 6, 1, 1, 5);
+
+	/* Converting pages the guest never mapped zaps nothing. */
+	private_region_convert(&t.r, GPA + 16 * PAGE, 4 * PAGE, true);
+	private_region_convert(&t.r, GPA + 16 * PAGE, 4 * PAGE, false);
+	expect_stats(_metadata, &t, 5, 6, 1, 1, 5);
 	test_fini(&t);
 }
 

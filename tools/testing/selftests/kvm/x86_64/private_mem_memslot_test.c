@@ -1,19 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Private memslots of KVM_X86_PRIVATE_MEM_VM guests: the VM type and its
- * capability, every bad field of KVM_SET_USER_MEMORY_REGION_EXT, and
- * teardown in every order, after which the memory must be back.
+ * capability, and every bad field of KVM_SET_USER_MEMORY_REGION_EXT.
+ * private_mem_teardown_test covers their teardown.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/falloc.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kvm_util.h"
@@ -415,176 +412,6 @@ TEST(slots_stay_below_the_private_bit)
 	r = region(&s, SLOT, bit_gpa - SIZE, 0);
 	ASSERT_EQ(set_ext(s.vm, &r), 0);
 	teardown_vm(&s);
-}
-
-/* Value of a /proc/meminfo field, in KiB. */
-static long meminfo_kb(const char *field)
-{
-	size_t len = strlen(field);
-	char line[128];
-	long val = -1;
-	FILE *f;
-
-	f = fopen("/proc/meminfo", "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, field, len) && line[len] == ':') {
-			val = strtol(line + len + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return val;
-}
-
-#define TEARDOWN_PAGES	4096		/* 16 MiB of private memory */
-#define SLACK_KB	2048		/* per-cpu counter drift */
-#define DEADLINE_MS	5000		/* for deferred frees after teardown */
-
-struct meminfo {
-	long shmem;
-	long unevictable;
-};
-
-static struct meminfo meminfo_now(void)
-{
-	return (struct meminfo) {
-		.shmem = meminfo_kb("Shmem"),
-		.unevictable = meminfo_kb("Unevictable"),
-	};
-}
-
-static bool meminfo_near(struct meminfo a, struct meminfo b, long delta_kb)
-{
-	return labs(a.shmem + delta_kb - b.shmem) <= SLACK_KB &&
-	       labs(a.unevictable + delta_kb - b.unevictable) <= SLACK_KB;
-}
-
-/*
- * Wait up to DEADLINE_MS for Shmem and Unevictable to return to @base;
- * freeing after a VM is destroyed or a process is killed may be deferred.
- */
-static bool meminfo_back_to(struct meminfo base)
-{
-	struct timespec ts = { 0, 50 * 1000 * 1000 };
-	int waited;
-
-	for (waited = 0; waited <= DEADLINE_MS; waited += 50) {
-		if (meminfo_near(base, meminfo_now(), 0))
-			return true;
-		nanosleep(&ts, NULL);
-	}
-	return false;
-}
-
-static void guest_touch_private(uint64_t gva)
-{
-	for (;;)
-		GUEST_SYNC(READ_ONCE(*(uint64_t *)gva));
-}
-
-#define SHARED_GVA	0x40000000ULL
-#define PRIVATE_GVA	0x80000000ULL
-
-/* A private VM whose slot has TEARDOWN_PAGES private pages, all mapped. */
-static struct kvm_vm *private_vm_with_pages(struct private_region *r,
-					    struct kvm_vcpu **vcpu)
-{
-	struct kvm_vm *vm;
-	struct ucall uc;
-
-	vm = vm_create_private(1, guest_touch_private, vcpu);
-	private_region_add(r, vm, SLOT, GPA, TEARDOWN_PAGES);
-	private_region_map(r, SHARED_GVA, PRIVATE_GVA);
-	private_region_convert(r, GPA, r->size, true);
-	vcpu_args_set(*vcpu, 1, PRIVATE_GVA);
-	vcpu_run(*vcpu);
-	TEST_ASSERT(get_ucall(*vcpu, &uc) == UCALL_SYNC,
-		    "guest could not read its private memory");
-	return vm;
-}
-
-/* Closing the fd first keeps the pages: the slot holds the file. */
-TEST(teardown_fd_closed_before_slot_deleted)
-{
-	struct meminfo base = meminfo_now();
-	struct private_region r;
-	struct kvm_vcpu *vcpu;
-	struct kvm_vm *vm;
-
-	vm = private_vm_with_pages(&r, &vcpu);
-	close(r.memfd);
-	ASSERT_TRUE(meminfo_near(base, meminfo_now(), TEARDOWN_PAGES * 4));
-	vm_mem_region_delete(vm, SLOT);
-	ASSERT_TRUE(meminfo_back_to(base));
-	kvm_vm_free(vm);
-}
-
-/*
- * The slot goes while the vCPU runs: its next private access finds no
- * private memory and exits, and the pages are freed.
- */
-TEST(teardown_slot_deleted_while_vcpu_runs)
-{
-	struct meminfo base = meminfo_now();
-	struct private_region r;
-	struct kvm_vcpu *vcpu;
-	struct kvm_vm *vm;
-
-	vm = private_vm_with_pages(&r, &vcpu);
-	vm_mem_region_delete(vm, SLOT);
-	vcpu_run(vcpu);
-	ASSERT_EQ(vcpu->run->exit_reason, KVM_EXIT_MEMORY_ERROR);
-	ASSERT_EQ(vcpu->run->memory.flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
-	ASSERT_EQ(vcpu->run->memory.gpa, GPA);
-	close(r.memfd);
-	ASSERT_TRUE(meminfo_back_to(base));
-	kvm_vm_free(vm);
-}
-
-TEST(teardown_vm_destroyed_with_private_pages)
-{
-	struct meminfo base = meminfo_now();
-	struct private_region r;
-	struct kvm_vcpu *vcpu;
-	struct kvm_vm *vm;
-
-	vm = private_vm_with_pages(&r, &vcpu);
-	kvm_vm_free(vm);
-	/* The memfd still holds the pages... */
-	ASSERT_TRUE(meminfo_near(base, meminfo_now(), TEARDOWN_PAGES * 4));
-	/* ...until it goes too. */
-	close(r.memfd);
-	ASSERT_TRUE(meminfo_back_to(base));
-}
-
-/* A process that dies in KVM_RUN leaves nothing behind. */
-TEST(teardown_process_killed)
-{
-	struct meminfo base = meminfo_now();
-	int status, ready[2];
-	pid_t pid;
-	char c;
-
-	ASSERT_EQ(pipe(ready), 0);
-	pid = fork();
-	ASSERT_GE(pid, 0);
-	if (!pid) {
-		struct private_region r;
-		struct kvm_vcpu *vcpu;
-
-		private_vm_with_pages(&r, &vcpu);
-		TEST_ASSERT(write(ready[1], "r", 1) == 1, "cannot report ready");
-		for (;;)
-			vcpu_run(vcpu);
-	}
-	ASSERT_EQ(read(ready[0], &c, 1), 1);
-	ASSERT_TRUE(meminfo_near(base, meminfo_now(), TEARDOWN_PAGES * 4));
-	ASSERT_EQ(kill(pid, SIGKILL), 0);
-	ASSERT_EQ(waitpid(pid, &status, 0), pid);
-	ASSERT_TRUE(WIFSIGNALED(status));
-	ASSERT_TRUE(meminfo_back_to(base));
 }
 
 TEST_HARNESS_MAIN

@@ -18,6 +18,9 @@
 #include "kvm_util.h"
 #include "processor.h"
 
+/* The reserved-bit flag of a #PF error code, which processor.h lacks. */
+#define PF_ERROR_RSVD	BIT_ULL(3)
+
 struct private_region {
 	struct kvm_vm *vm;
 	uint32_t slot;
@@ -42,6 +45,9 @@ struct kvm_vm *vm_create_private(uint32_t nr_vcpus, void *guest_code,
 uint64_t vm_private_gpa_mask(struct kvm_vm *vm);
 void private_region_add(struct private_region *r, struct kvm_vm *vm,
 			uint32_t slot, uint64_t gpa, uint64_t npages);
+void private_region_add_src(struct private_region *r, struct kvm_vm *vm,
+			    enum vm_mem_backing_src_type src, uint32_t slot,
+			    uint64_t gpa, uint64_t npages);
 void private_region_map(struct private_region *r, uint64_t shared_gva,
 			uint64_t private_gva);
 void private_region_convert(struct private_region *r, uint64_t gpa,

@@ -54,11 +54,12 @@ uint64_t vm_private_gpa_mask(struct kvm_vm *vm)
 
 /*
  * Add memslot @slot at plain @gpa, @npages pages whose shared half is
- * anonymous memory and whose private half comes from a new memfd.  Every
- * page starts shared.
+ * memory of type @src and whose private half comes from a new memfd.
+ * Every page starts shared.
  */
-void private_region_add(struct private_region *r, struct kvm_vm *vm,
-			uint32_t slot, uint64_t gpa, uint64_t npages)
+void private_region_add_src(struct private_region *r, struct kvm_vm *vm,
+			    enum vm_mem_backing_src_type src, uint32_t slot,
+			    uint64_t gpa, uint64_t npages)
 {
 	r->vm = vm;
 	r->slot = slot;
@@ -66,9 +67,16 @@ void private_region_add(struct private_region *r, struct kvm_vm *vm,
 	r->size = npages * vm->page_size;
 	r->offset = 0;
 	r->memfd = private_memfd_create(r->size);
-	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, gpa, slot, npages,
-		   KVM_MEM_PRIVATE, r->memfd, r->offset);
+	vm_mem_add(vm, src, gpa, slot, npages, KVM_MEM_PRIVATE, r->memfd,
+		   r->offset);
 	r->hva = addr_gpa2hva(vm, gpa);
+}
+
+/* The same, with ordinary anonymous memory for the shared half. */
+void private_region_add(struct private_region *r, struct kvm_vm *vm,
+			uint32_t slot, uint64_t gpa, uint64_t npages)
+{
+	private_region_add_src(r, vm, VM_MEM_SRC_ANONYMOUS, slot, gpa, npages);
 }
 
 /*

@@ -1,0 +1,475 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Conversion stress: NR_VCPUS vCPUs convert a small private region
+ * explicitly and implicitly, on overlapping and adjacent ranges, while a
+ * host thread punches and allocates at random, for STRESS_SECONDS.
+ *
+ * Each vCPU owns one word of every page, in both views, and checks it.  A
+ * mismatch is a read that returns neither what the vCPU last wrote through
+ * that view nor, for private memory after a conversion, zero; data of one
+ * view in the other; an explicit request whose exit never came; an exit
+ * that does not match the access the vCPU was making.  There must be none.
+ *
+ * The host bumps a per-page epoch around every hole punch that destroys
+ * private content (odd while it runs), so the guest knows when its private
+ * word must read as zero.  As a negative control, the kvm parameter
+ * private_mem_skip_zap makes KVM leave stale private mappings, which the
+ * test must then report.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvm_util.h"
+#include "private_mem.h"
+#include "processor.h"
+
+/* test_util.h's ASSERT_EQ() predates the harness's; use the harness's. */
+#undef ASSERT_EQ
+#include "../kselftest_harness.h"
+
+#define SLOT		10
+#define GPA		BIT_ULL(30)
+#define NPAGES		32
+#define PAGE		4096ULL
+#define SHARED_GVA	0x40000000ULL
+#define PRIVATE_GVA	0x80000000ULL
+#define NR_VCPUS	3
+#define STRESS_SECONDS	60
+#define CONTROL_SECONDS	20
+#define MAX_REPORTED	4
+#define SKIP_ZAP_PARAM	"/sys/module/kvm/parameters/private_mem_skip_zap"
+
+/* A word's value: the view, the vCPU and a sequence number, never 0. */
+#define TAG_PRIVATE	BIT_ULL(63)
+#define TAG(priv, id, seq) \
+	(((priv) ? TAG_PRIVATE : 0) | ((uint64_t)(id) << 48) | ((seq) << 1) | 1)
+
+enum mismatch_kind {
+	PRIVATE_WRITE,		/* read back what was just written, privately */
+	PRIVATE_READ,		/* a later private read */
+	SHARED_WRITE,
+	SHARED_READ,
+	HYPERCALL,		/* an explicit request that failed */
+};
+
+struct mismatch {
+	uint64_t kind, page, expected, got;
+};
+
+/* Written by the guest, read by the host. */
+struct vcpu_report {
+	uint64_t ops;
+	uint64_t hypercalls;
+	uint64_t mismatches;
+	struct mismatch first[MAX_REPORTED];
+	/* The access in progress, to check implicit exits against. */
+	uint64_t cur_page;
+	uint64_t cur_private;
+};
+
+/* Guest memory, in memslot 0; the host updates epochs and stop. */
+static uint64_t epochs[NPAGES];
+static uint64_t stop;
+static struct vcpu_report reports[NR_VCPUS];
+
+/* The guest's own bookkeeping. */
+struct private_record {
+	uint64_t tag;		/* 0: none, the word reads 0 */
+	uint64_t epoch;
+	bool maybe_zero;	/* a punch raced with the write */
+};
+
+static struct private_record private_words[NR_VCPUS][NPAGES];
+static uint64_t shared_words[NR_VCPUS][NPAGES];
+
+static uint64_t *word(uint64_t page, bool private, uint64_t id)
+{
+	return (uint64_t *)((private ? PRIVATE_GVA : SHARED_GVA) +
+			    page * PAGE) + id;
+}
+
+static void mismatch(struct vcpu_report *rep, uint64_t kind, uint64_t page,
+		     uint64_t expected, uint64_t got)
+{
+	if (rep->mismatches < MAX_REPORTED)
+		rep->first[rep->mismatches] = (struct mismatch){
+			kind, page, expected, got };
+	rep->mismatches++;
+}
+
+static void announce(struct vcpu_report *rep, uint64_t page, bool private)
+{
+	WRITE_ONCE(rep->cur_page, page);
+	WRITE_ONCE(rep->cur_private, private);
+}
+
+static void private_write(uint64_t id, uint64_t page, uint64_t tag)
+{
+	struct private_record *rec = &private_words[id][page];
+	struct vcpu_report *rep = &reports[id];
+	uint64_t e1, e2, v;
+
+	e1 = READ_ONCE(epochs[page]);
+	announce(rep, page, true);
+	WRITE_ONCE(*word(page, true, id), tag);
+	v = READ_ONCE(*word(page, true, id));
+	e2 = READ_ONCE(epochs[page]);
+
+	if (e1 == e2 && !(e1 & 1)) {
+		if (v != tag)
+			mismatch(rep, PRIVATE_WRITE, page, tag, v);
+		*rec = (struct private_record){ tag, e1, false };
+	} else {
+		/* A punch may have destroyed the word before or after. */
+		if (v != tag && v)
+			mismatch(rep, PRIVATE_WRITE, page, tag, v);
+		*rec = (struct private_record){ tag, e2, true };
+	}
+}
+
+static void private_read(uint64_t id, uint64_t page)
+{
+	struct private_record *rec = &private_words[id][page];
+	struct vcpu_report *rep = &reports[id];
+	uint64_t e1, e2, v, expected;
+
+	e1 = READ_ONCE(epochs[page]);
+	if (e1 & 1)
+		return;
+	announce(rep, page, true);
+	v = READ_ONCE(*word(page, true, id));
+	e2 = READ_ONCE(epochs[page]);
+	if (e1 != e2)
+		return;
+
+	/* Private content survives only while no punch destroyed it. */
+	expected = rec->epoch == e1 ? rec->tag : 0;
+	if (v == expected || (rec->epoch == e1 && rec->maybe_zero && !v)) {
+		*rec = (struct private_record){ v, e1, false };
+		return;
+	}
+	mismatch(rep, PRIVATE_READ, page, expected, v);
+	*rec = (struct private_record){ v, e1, false };
+}
+
+static void shared_write(uint64_t id, uint64_t page, uint64_t tag)
+{
+	struct vcpu_report *rep = &reports[id];
+	uint64_t v;
+
+	announce(rep, page, false);
+	WRITE_ONCE(*word(page, false, id), tag);
+	v = READ_ONCE(*word(page, false, id));
+	/* Conversions never touch the shared pages. */
+	if (v != tag)
+		mismatch(rep, SHARED_WRITE, page, tag, v);
+	shared_words[id][page] = tag;
+}
+
+static void shared_read(uint64_t id, uint64_t page)
+{
+	struct vcpu_report *rep = &reports[id];
+	uint64_t v;
+
+	announce(rep, page, false);
+	v = READ_ONCE(*word(page, false, id));
+	if (v != shared_words[id][page])
+		mismatch(rep, SHARED_READ, page, shared_words[id][page], v);
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void guest_code(uint64_t id)
+{
+	struct vcpu_report *rep = &reports[id];
+	uint64_t seed = (id + 1) * 0x9e3779b97f4a7c15ULL, seq = 0;
+
+	while (!READ_ONCE(stop)) {
+		uint64_t r = xorshift(&seed), page = r % NPAGES;
+		uint64_t len = 1 + (r >> 24) % 4;
+
+		switch ((r >> 16) % 8) {
+		case 0:
+		case 1:
+			/* Overlapping and adjacent ranges of up to 4 pages. */
+			if (page + len > NPAGES)
+				len = NPAGES - page;
+			announce(rep, page, false);
+			rep->hypercalls++;
+			if (guest_map_gpa_range(GPA + page * PAGE, len,
+						(r >> 16) % 8 == 0))
+				mismatch(rep, HYPERCALL, page, 0, 1);
+			break;
+		case 2:
+		case 3:
+			private_write(id, page, TAG(1, id, ++seq));
+			break;
+		case 4:
+			shared_write(id, page, TAG(0, id, ++seq));
+			break;
+		case 5:
+		case 6:
+			private_read(id, page);
+			break;
+		case 7:
+			shared_read(id, page);
+			break;
+		}
+		rep->ops++;
+	}
+	GUEST_DONE();
+}
+
+struct stress {
+	struct kvm_vm *vm;
+	struct kvm_vcpu *vcpus[NR_VCPUS];
+	struct private_region r;
+	pthread_mutex_t lock;		/* serialises conversions */
+	bool private[NPAGES];		/* what the memfd holds */
+	uint64_t *epochs;		/* the guest's epochs[] */
+	uint64_t *stop;
+	struct vcpu_report *reports;
+	uint64_t explicit_exits[NR_VCPUS];
+	uint64_t implicit_exits[NR_VCPUS];
+	uint64_t bad_exits[NR_VCPUS];
+	uint64_t host_conversions;
+	bool host_stop;
+};
+
+/* Convert [first, first + n) under the lock, bumping epochs on punches. */
+static void convert(struct stress *s, uint64_t first, uint64_t n, bool private)
+{
+	uint64_t p;
+
+	pthread_mutex_lock(&s->lock);
+	if (private) {
+		private_region_convert(&s->r, GPA + first * PAGE, n * PAGE, true);
+		for (p = first; p < first + n; p++)
+			s->private[p] = true;
+	} else {
+		for (p = first; p < first + n; p++)
+			if (s->private[p])
+				__atomic_add_fetch(&s->epochs[p], 1, __ATOMIC_SEQ_CST);
+		private_region_convert(&s->r, GPA + first * PAGE, n * PAGE, false);
+		for (p = first; p < first + n; p++) {
+			if (s->private[p])
+				__atomic_add_fetch(&s->epochs[p], 1, __ATOMIC_SEQ_CST);
+			s->private[p] = false;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+struct vcpu_arg {
+	struct stress *s;
+	int id;
+};
+
+static void *vcpu_thread(void *data)
+{
+	struct vcpu_arg *a = data;
+	struct stress *s = a->s;
+	struct kvm_vcpu *vcpu = s->vcpus[a->id];
+	struct vcpu_report *rep = &s->reports[a->id];
+	struct kvm_run *run = vcpu->run;
+	struct ucall uc;
+
+	for (;;) {
+		uint64_t first, n;
+		bool private;
+
+		vcpu_run(vcpu);
+		if (run->exit_reason != KVM_EXIT_MEMORY_ERROR)
+			break;
+		private = run->memory.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE;
+		first = (run->memory.gpa - GPA) / PAGE;
+		n = run->memory.size / PAGE;
+		if (run->memory.flags & KVM_MEMORY_EXIT_FLAG_EXPLICIT) {
+			s->explicit_exits[a->id]++;
+		} else {
+			s->implicit_exits[a->id]++;
+			/* It must be the access the vCPU announced. */
+			if (first != READ_ONCE(rep->cur_page) || n != 1 ||
+			    private != READ_ONCE(rep->cur_private))
+				s->bad_exits[a->id]++;
+		}
+		if (run->memory.gpa < GPA || first + n > NPAGES) {
+			s->bad_exits[a->id]++;
+			continue;
+		}
+		convert(s, first, n, private);
+	}
+
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_DONE:
+		break;
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+	default:
+		TEST_FAIL("vCPU %d stopped with %s", a->id,
+			  exit_reason_str(run->exit_reason));
+	}
+	return NULL;
+}
+
+/* The host's own conversions, at random, until told to stop. */
+static void *chaos_thread(void *data)
+{
+	struct stress *s = data;
+	unsigned int seed = 12345;
+
+	while (!READ_ONCE(s->host_stop)) {
+		uint64_t first = rand_r(&seed) % NPAGES;
+		uint64_t n = 1 + rand_r(&seed) % 4;
+
+		if (first + n > NPAGES)
+			n = NPAGES - first;
+		convert(s, first, n, rand_r(&seed) & 1);
+		s->host_conversions++;
+		usleep(rand_r(&seed) % 200);
+	}
+	return NULL;
+}
+
+struct outcome {
+	uint64_t ops, mismatches, lost_exits, bad_exits, crossed_words;
+};
+
+/* Run the stress for @seconds and count what went wrong. */
+static struct outcome stress_run(struct __test_metadata *_metadata,
+				 int seconds)
+{
+	struct vcpu_arg args[NR_VCPUS];
+	pthread_t vcpu_threads[NR_VCPUS], chaos;
+	struct outcome out = { 0 };
+	struct stress s = { 0 };
+	uint64_t i, j;
+	int id;
+
+	s.vm = vm_create_private(NR_VCPUS, guest_code, s.vcpus);
+	for (id = 0; id < NR_VCPUS; id++)
+		vcpu_args_set(s.vcpus[id], 1, id);
+	private_region_add(&s.r, s.vm, SLOT, GPA, NPAGES);
+	private_region_map(&s.r, SHARED_GVA, PRIVATE_GVA);
+	pthread_mutex_init(&s.lock, NULL);
+	s.epochs = addr_gva2hva(s.vm, (vm_vaddr_t)epochs);
+	s.stop = addr_gva2hva(s.vm, (vm_vaddr_t)&stop);
+	s.reports = addr_gva2hva(s.vm, (vm_vaddr_t)reports);
+
+	for (id = 0; id < NR_VCPUS; id++) {
+		args[id] = (struct vcpu_arg){ &s, id };
+		pthread_create(&vcpu_threads[id], NULL, vcpu_thread, &args[id]);
+	}
+	pthread_create(&chaos, NULL, chaos_thread, &s);
+	sleep(seconds);
+	__atomic_store_n(s.stop, 1, __ATOMIC_SEQ_CST);
+	for (id = 0; id < NR_VCPUS; id++)
+		pthread_join(vcpu_threads[id], NULL);
+	WRITE_ONCE(s.host_stop, true);
+	pthread_join(chaos, NULL);
+
+	for (id = 0; id < NR_VCPUS; id++) {
+		struct vcpu_report *rep = &s.reports[id];
+
+		TH_LOG("vCPU %d: %lu ops, %lu hypercalls, %lu explicit and %lu implicit exits, %lu mismatches",
+		       id, rep->ops, rep->hypercalls, s.explicit_exits[id],
+		       s.implicit_exits[id], rep->mismatches);
+		for (i = 0; i < rep->mismatches && i < MAX_REPORTED; i++)
+			TH_LOG("  mismatch kind %lu page %lu: expected 0x%lx, got 0x%lx",
+			       rep->first[i].kind, rep->first[i].page,
+			       rep->first[i].expected, rep->first[i].got);
+		out.ops += rep->ops;
+		out.mismatches += rep->mismatches;
+		/* Every hypercall exits exactly once. */
+		if (rep->hypercalls != s.explicit_exits[id])
+			out.lost_exits += labs((long)(rep->hypercalls -
+						      s.explicit_exits[id]));
+		out.bad_exits += s.bad_exits[id];
+	}
+	/* Private data never shows up in the shared pages. */
+	for (i = 0; i < NPAGES; i++)
+		for (j = 0; j < PAGE / 8; j++)
+			if (((uint64_t *)s.r.hva)[i * PAGE / 8 + j] & TAG_PRIVATE)
+				out.crossed_words++;
+	TH_LOG("host: %lu conversions of its own", s.host_conversions);
+
+	kvm_vm_free(s.vm);
+	close(s.r.memfd);
+	return out;
+}
+
+static int stress_seconds(void)
+{
+	const char *env = getenv("STRESS_SECONDS");
+
+	return env ? atoi(env) : STRESS_SECONDS;
+}
+
+FIXTURE(stress) {};
+FIXTURE_SETUP(stress) {}
+FIXTURE_TEARDOWN(stress) {}
+
+TEST_F_TIMEOUT(stress, sixty_seconds, 300)
+{
+	struct outcome out = stress_run(_metadata, stress_seconds());
+
+	ASSERT_GT(out.ops, 0);
+	ASSERT_EQ(out.mismatches, 0);
+	ASSERT_EQ(out.lost_exits, 0);
+	ASSERT_EQ(out.bad_exits, 0);
+	ASSERT_EQ(out.crossed_words, 0);
+}
+
+static bool set_skip_zap(char val)
+{
+	int fd = open(SKIP_ZAP_PARAM, O_WRONLY);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = write(fd, &val, 1) == 1;
+	close(fd);
+	return ok;
+}
+
+/*
+ * The negative control: with KVM leaving stale private mappings behind,
+ * the same stress must find mismatches.
+ */
+FIXTURE(negative) {};
+
+FIXTURE_SETUP(negative)
+{
+	if (!set_skip_zap('Y'))
+		SKIP(return, "no %s (needs CONFIG_KVM_PRIVATE_MEM_FAULT_INJECTION)",
+		     SKIP_ZAP_PARAM);
+}
+
+FIXTURE_TEARDOWN(negative)
+{
+	set_skip_zap('N');
+}
+
+TEST_F_TIMEOUT(negative, control_stale_mappings_are_caught, 120)
+{
+	struct outcome out = stress_run(_metadata, CONTROL_SECONDS);
+
+	TH_LOG("with stale private mappings: %lu mismatches in %lu ops",
+	       out.mismatches, out.ops);
+	ASSERT_GT(out.mismatches, 0);
+}
+
+TEST_HARNESS_MAIN

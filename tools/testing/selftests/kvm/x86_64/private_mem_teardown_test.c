@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Teardown of private memory in every order: close the memfd (C), delete
+ * the memslot (S), destroy the VM (D), kill the process (K), each plainly
+ * or while a conversion runs.  Afterwards Shmem, Unevictable and Mlocked
+ * in /proc/meminfo and the memfile consumer count must be back where they
+ * were, within DEADLINE_MS.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvm_util.h"
+#include "private_mem.h"
+#include "processor.h"
+
+/* test_util.h's ASSERT_EQ() predates the harness's; use the harness's. */
+#undef ASSERT_EQ
+#include "../kselftest_harness.h"
+
+#define SLOT		10
+#define GPA		BIT_ULL(30)
+#define NPAGES		16384ULL		/* 64 MiB */
+#define TOUCHED		1024ULL			/* faulted in by the guest */
+#define SHARED_GVA	0x40000000ULL
+#define PRIVATE_GVA	0x80000000ULL
+#define SLACK_KB	2048			/* per-cpu counter drift */
+#define DEADLINE_MS	5000			/* deferred frees after teardown */
+#define CONSUMERS	"/sys/kernel/debug/memfile_notifier/consumers"
+
+/* Value of a /proc/meminfo field, in KiB. */
+static long meminfo_kb(const char *field)
+{
+	size_t len = strlen(field);
+	char line[128];
+	long val = -1;
+	FILE *f;
+
+	f = fopen("/proc/meminfo", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, field, len) && line[len] == ':') {
+			val = strtol(line + len + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return val;
+}
+
+static long consumers(void)
+{
+	char buf[32] = "";
+	int fd;
+
+	fd = open(CONSUMERS, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	if (read(fd, buf, sizeof(buf) - 1) <= 0)
+		buf[0] = '\0';
+	close(fd);
+	return strtol(buf, NULL, 10);
+}
+
+struct baseline {
+	long shmem, unevictable, mlocked, consumers;
+};
+
+static struct baseline now(void)
+{
+	return (struct baseline) {
+		.shmem = meminfo_kb("Shmem"),
+		.unevictable = meminfo_kb("Unevictable"),
+		.mlocked = meminfo_kb("Mlocked"),
+		.consumers = consumers(),
+	};
+}
+
+/* Memory @delta_kb above @b, the same consumers. */
+static bool near(struct baseline b, struct baseline n, long delta_kb)
+{
+	return labs(b.shmem + delta_kb - n.shmem) <= SLACK_KB &&
+	       labs(b.unevictable + delta_kb - n.unevictable) <= SLACK_KB &&
+	       labs(b.mlocked - n.mlocked) <= SLACK_KB &&
+	       b.consumers == n.consumers;
+}
+
+/* Wait up to DEADLINE_MS for everything to return to @b. */
+static bool back_to(struct baseline b)
+{
+	struct timespec ts = { 0, 50 * 1000 * 1000 };
+	int waited;
+
+	for (waited = 0; waited <= DEADLINE_MS; waited += 50) {
+		if (near(b, now(), 0))
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+static void guest_touch_private(uint64_t gva, uint64_t npages)
+{
+	uint64_t i;
+
+	for (;;) {
+		for (i = 0; i < npages; i++)
+			WRITE_ONCE(*(uint64_t *)(gva + i * 4096), i);
+		GUEST_SYNC(0);
+	}
+}
+
+struct victim {
+	struct kvm_vm *vm;
+	struct kvm_vcpu *vcpu;
+	struct private_region r;
+	pthread_t converter;
+	bool converting;
+};
+
+/* A private VM whose slot has TOUCHED private pages the guest mapped. */
+static void victim_create(struct victim *v)
+{
+	struct ucall uc;
+
+	memset(v, 0, sizeof(*v));
+	v->vm = vm_create_private(1, guest_touch_private, &v->vcpu);
+	private_region_add(&v->r, v->vm, SLOT, GPA, NPAGES);
+	private_region_map(&v->r, SHARED_GVA, PRIVATE_GVA);
+	private_region_convert(&v->r, GPA, TOUCHED * 4096, true);
+	vcpu_args_set(v->vcpu, 2, PRIVATE_GVA, TOUCHED);
+	vcpu_run(v->vcpu);
+	TEST_ASSERT(get_ucall(v->vcpu, &uc) == UCALL_SYNC,
+		    "guest could not use its private memory");
+}
+
+/* Convert the rest of the slot to private, then all of it to shared. */
+static void *converter(void *arg)
+{
+	struct victim *v = arg;
+	uint64_t off = TOUCHED * 4096, len = (NPAGES - TOUCHED) * 4096;
+
+	/* The fd may be closed under us: that ends the conversions early. */
+	if (!fallocate(v->r.memfd, 0, off, len))
+		fallocate(v->r.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  0, off + len);
+	return NULL;
+}
+
+static void conversion_start(struct victim *v)
+{
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+	pthread_create(&v->converter, NULL, converter, v);
+	v->converting = true;
+	/* Let it get going: the next action then lands in the middle. */
+	nanosleep(&ts, NULL);
+}
+
+static void conversion_wait(struct victim *v)
+{
+	if (v->converting)
+		pthread_join(v->converter, NULL);
+	v->converting = false;
+}
+
+/*
+ * Do @action to @v: 'C' close the memfd, 'S' delete the slot, 'D'
+ * destroy the VM; in lower case, while a conversion runs.
+ */
+static void act(struct victim *v, char action)
+{
+	bool during = action >= 'a';
+
+	if (during)
+		conversion_start(v);
+	switch (action & ~0x20) {
+	case 'C':
+		close(v->r.memfd);
+		v->r.memfd = -1;
+		break;
+	case 'S':
+		vm_mem_region_delete(v->vm, SLOT);
+		/* A private access now finds no private memory. */
+		vcpu_run(v->vcpu);
+		TEST_ASSERT(v->vcpu->run->exit_reason == KVM_EXIT_MEMORY_ERROR,
+			    "private access without the slot: exit %s",
+			    exit_reason_str(v->vcpu->run->exit_reason));
+		break;
+	case 'D':
+		kvm_vm_free(v->vm);
+		v->vm = NULL;
+		break;
+	}
+	conversion_wait(v);
+}
+
+/* Finish the teardown that @order left undone. */
+static void finish(struct victim *v)
+{
+	if (v->vm)
+		kvm_vm_free(v->vm);
+	if (v->r.memfd >= 0)
+		close(v->r.memfd);
+}
+
+FIXTURE(teardown) {
+	struct baseline base;
+};
+
+FIXTURE_VARIANT(teardown) {
+	const char *order;
+};
+
+/* Every order of C, S and D; S is implied by D. */
+FIXTURE_VARIANT_ADD(teardown, CSD) { .order = "CSD" };
+FIXTURE_VARIANT_ADD(teardown, CD) { .order = "CD" };
+FIXTURE_VARIANT_ADD(teardown, SCD) { .order = "SCD" };
+FIXTURE_VARIANT_ADD(teardown, SDC) { .order = "SDC" };
+FIXTURE_VARIANT_ADD(teardown, DC) { .order = "DC" };
+/* The same, each action while a conversion runs. */
+FIXTURE_VARIANT_ADD(teardown, cSD) { .order = "cSD" };
+FIXTURE_VARIANT_ADD(teardown, sCD) { .order = "sCD" };
+FIXTURE_VARIANT_ADD(teardown, SdC) { .order = "SdC" };
+FIXTURE_VARIANT_ADD(teardown, dC) { .order = "dC" };
+FIXTURE_VARIANT_ADD(teardown, Dc) { .order = "Dc" };
+/* Killed with everything in place, or after one of the others. */
+FIXTURE_VARIANT_ADD(teardown, K) { .order = "K" };
+FIXTURE_VARIANT_ADD(teardown, CK) { .order = "CK" };
+FIXTURE_VARIANT_ADD(teardown, SK) { .order = "SK" };
+FIXTURE_VARIANT_ADD(teardown, DK) { .order = "DK" };
+FIXTURE_VARIANT_ADD(teardown, k) { .order = "k" };
+
+FIXTURE_SETUP(teardown)
+{
+	if (!kvm_check_cap(KVM_CAP_PRIVATE_MEM))
+		SKIP(return, "no private memory on this host");
+	if (consumers() < 0)
+		SKIP(return, "no %s (needs debugfs)", CONSUMERS);
+	self->base = now();
+}
+
+FIXTURE_TEARDOWN(teardown)
+{
+}
+
+/* Run @order; 'k' or 'K' at the end kills the process doing it. */
+static void run_order(const char *order, int ready_fd)
+{
+	struct victim v;
+	const char *a;
+
+	victim_create(&v);
+	for (a = order; *a; a++) {
+		if ((*a & ~0x20) == 'K') {
+			if (*a == 'k')
+				conversion_start(&v);
+			TEST_ASSERT(write(ready_fd, "r", 1) == 1, "cannot report");
+			for (;;)
+				pause();
+		}
+		act(&v, *a);
+	}
+	finish(&v);
+}
+
+TEST_F_TIMEOUT(teardown, order, 120)
+{
+	bool killed = strchr(variant->order, 'K') || strchr(variant->order, 'k');
+	int status, ready[2];
+	pid_t pid;
+	char c;
+
+	ASSERT_EQ(pipe(ready), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		run_order(variant->order, ready[1]);
+		exit(0);
+	}
+	if (killed) {
+		ASSERT_EQ(read(ready[0], &c, 1), 1);
+		ASSERT_EQ(kill(pid, SIGKILL), 0);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	if (killed) {
+		ASSERT_TRUE(WIFSIGNALED(status));
+	} else {
+		ASSERT_TRUE(WIFEXITED(status));
+		ASSERT_EQ(WEXITSTATUS(status), 0);
+	}
+	ASSERT_TRUE(back_to(self->base)) {
+		struct baseline n = now();
+
+		TH_LOG("Shmem %ld/%ld kB, Unevictable %ld/%ld kB, Mlocked %ld/%ld kB, consumers %ld/%ld",
+		       n.shmem, self->base.shmem, n.unevictable,
+		       self->base.unevictable, n.mlocked, self->base.mlocked,
+		       n.consumers, self->base.consumers);
+	}
+}
+
+/*
+ * While the memfd is closed but the slot lives, the slot holds the file
+ * and its pages, and its registration stays.
+ */
+TEST(closed_fd_keeps_pages_until_slot_goes)
+{
+	struct baseline base = now();
+	struct victim v;
+
+	if (consumers() < 0)
+		SKIP(return, "no %s (needs debugfs)", CONSUMERS);
+	victim_create(&v);
+	close(v.r.memfd);
+	v.r.memfd = -1;
+	base.consumers++;
+	ASSERT_TRUE(near(base, now(), TOUCHED * 4));
+	base.consumers--;
+	vm_mem_region_delete(v.vm, SLOT);
+	ASSERT_TRUE(back_to(base));
+	kvm_vm_free(v.vm);
+}
+
+TEST_HARNESS_MAIN
