@@ -319,6 +319,7 @@ static void *vcpu_thread(void *data)
 	case UCALL_ABORT:
 		REPORT_GUEST_ASSERT(uc);
 	default:
+		vcpu_dump(stderr, vcpu, 2);
 		TEST_FAIL("vCPU %d stopped with %s", a->id,
 			  exit_reason_str(run->exit_reason));
 	}
@@ -360,8 +361,11 @@ static struct outcome stress_run(struct __test_metadata *_metadata,
 	int id;
 
 	s.vm = vm_create_private(NR_VCPUS, guest_code, s.vcpus);
-	for (id = 0; id < NR_VCPUS; id++)
+	vm_init_descriptor_tables(s.vm);
+	for (id = 0; id < NR_VCPUS; id++) {
+		vcpu_init_descriptor_tables(s.vcpus[id]);
 		vcpu_args_set(s.vcpus[id], 1, id);
+	}
 	private_region_add(&s.r, s.vm, SLOT, GPA, NPAGES);
 	private_region_map(&s.r, SHARED_GVA, PRIVATE_GVA);
 	pthread_mutex_init(&s.lock, NULL);

@@ -2,7 +2,7 @@
 /*
  * Teardown of private memory in every order: close the memfd (C), delete
  * the memslot (S), destroy the VM (D), kill the process (K), each plainly
- * or while a conversion runs.  Afterwards Shmem, Unevictable and Mlocked
+ * or while a conversion runs, and with the vCPU running (R).  Afterwards Shmem, Unevictable and Mlocked
  * in /proc/meminfo and the memfile consumer count must be back where they
  * were, within DEADLINE_MS.
  */
@@ -125,6 +125,8 @@ struct victim {
 	struct private_region r;
 	pthread_t converter;
 	bool converting;
+	pthread_t runner;
+	bool running;
 };
 
 /* A private VM whose slot has TOUCHED private pages the guest mapped. */
@@ -156,6 +158,17 @@ static void *converter(void *arg)
 	return NULL;
 }
 
+/* Run the guest until its private access finds no memory. */
+static void *runner(void *arg)
+{
+	struct victim *v = arg;
+
+	do {
+		vcpu_run(v->vcpu);
+	} while (v->vcpu->run->exit_reason == KVM_EXIT_IO);
+	return NULL;
+}
+
 static void conversion_start(struct victim *v)
 {
 	struct timespec ts = { 0, 20 * 1000 * 1000 };
@@ -174,8 +187,9 @@ static void conversion_wait(struct victim *v)
 }
 
 /*
- * Do @action to @v: 'C' close the memfd, 'S' delete the slot, 'D'
- * destroy the VM; in lower case, while a conversion runs.
+ * Do @action to @v: 'R' set the vCPU running, 'C' close the memfd, 'S'
+ * delete the slot, 'D' destroy the VM; in lower case, while a conversion
+ * runs.
  */
 static void act(struct victim *v, char action)
 {
@@ -184,6 +198,10 @@ static void act(struct victim *v, char action)
 	if (during)
 		conversion_start(v);
 	switch (action & ~0x20) {
+	case 'R':
+		pthread_create(&v->runner, NULL, runner, v);
+		v->running = true;
+		break;
 	case 'C':
 		close(v->r.memfd);
 		v->r.memfd = -1;
@@ -191,7 +209,11 @@ static void act(struct victim *v, char action)
 	case 'S':
 		vm_mem_region_delete(v->vm, SLOT);
 		/* A private access now finds no private memory. */
-		vcpu_run(v->vcpu);
+		if (v->running)
+			pthread_join(v->runner, NULL);
+		else
+			vcpu_run(v->vcpu);
+		v->running = false;
 		TEST_ASSERT(v->vcpu->run->exit_reason == KVM_EXIT_MEMORY_ERROR,
 			    "private access without the slot: exit %s",
 			    exit_reason_str(v->vcpu->run->exit_reason));
@@ -227,13 +249,19 @@ FIXTURE_VARIANT_ADD(teardown, CD) { .order = "CD" };
 FIXTURE_VARIANT_ADD(teardown, SCD) { .order = "SCD" };
 FIXTURE_VARIANT_ADD(teardown, SDC) { .order = "SDC" };
 FIXTURE_VARIANT_ADD(teardown, DC) { .order = "DC" };
+/* The slot deleted while the vCPU runs. */
+FIXTURE_VARIANT_ADD(teardown, RSD) { .order = "RSD" };
+FIXTURE_VARIANT_ADD(teardown, RSCD) { .order = "RSCD" };
 /* The same, each action while a conversion runs. */
 FIXTURE_VARIANT_ADD(teardown, cSD) { .order = "cSD" };
 FIXTURE_VARIANT_ADD(teardown, sCD) { .order = "sCD" };
 FIXTURE_VARIANT_ADD(teardown, SdC) { .order = "SdC" };
 FIXTURE_VARIANT_ADD(teardown, dC) { .order = "dC" };
 FIXTURE_VARIANT_ADD(teardown, Dc) { .order = "Dc" };
-/* Killed with everything in place, or after one of the others. */
+/*
+ * Killed in KVM_RUN with everything in place, or after one of the others;
+ * 'k' is killed while a conversion runs too.
+ */
 FIXTURE_VARIANT_ADD(teardown, K) { .order = "K" };
 FIXTURE_VARIANT_ADD(teardown, CK) { .order = "CK" };
 FIXTURE_VARIANT_ADD(teardown, SK) { .order = "SK" };
@@ -253,7 +281,10 @@ FIXTURE_TEARDOWN(teardown)
 {
 }
 
-/* Run @order; 'k' or 'K' at the end kills the process doing it. */
+/*
+ * Run @order; 'k' or 'K' at the end kills the process doing it, while it
+ * runs the vCPU, if it still has one, or just waits.
+ */
 static void run_order(const char *order, int ready_fd)
 {
 	struct victim v;
@@ -265,8 +296,12 @@ static void run_order(const char *order, int ready_fd)
 			if (*a == 'k')
 				conversion_start(&v);
 			TEST_ASSERT(write(ready_fd, "r", 1) == 1, "cannot report");
-			for (;;)
-				pause();
+			for (;;) {
+				if (v.vm)
+					vcpu_run(v.vcpu);
+				else
+					pause();
+			}
 		}
 		act(&v, *a);
 	}
