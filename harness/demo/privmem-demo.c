@@ -366,17 +366,54 @@ static void host_tries_to_read(struct private_region *r)
 	say("[host ]   the secret is nowhere in the host's 2 MiB of the guest's memory");
 }
 
+#define PM_PRESENT	BIT_ULL(63)
+#define PM_PFN		(BIT_ULL(55) - 1)
+
+/* The /proc/self/pagemap entry of the page at @addr. */
+static uint64_t pagemap_entry(int fd, const void *addr)
+{
+	uint64_t ent;
+
+	TEST_ASSERT(pread(fd, &ent, sizeof(ent),
+			  (uintptr_t)addr / PAGE * sizeof(ent)) == sizeof(ent),
+		    "cannot read /proc/self/pagemap: %s", strerror(errno));
+	return ent;
+}
+
+/*
+ * The shared pages the host holds: mapped, and not the zero page, which
+ * reading a released page maps and which costs nothing.
+ */
+static uint64_t shared_pages_held(struct private_region *r)
+{
+	uint64_t held = 0, zero, ent, i;
+	volatile char *probe;
+	int fd;
+
+	fd = open("/proc/self/pagemap", O_RDONLY);
+	TEST_ASSERT(fd >= 0, "cannot open /proc/self/pagemap: %s",
+		    strerror(errno));
+	probe = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	TEST_ASSERT(probe != MAP_FAILED, "mmap: %s", strerror(errno));
+	(void)probe[0];
+	zero = pagemap_entry(fd, (const void *)probe) & PM_PFN;
+	munmap((void *)probe, PAGE);
+
+	for (i = 0; i < NPAGES; i++) {
+		ent = pagemap_entry(fd, r->hva + i * PAGE);
+		held += (ent & PM_PRESENT) && (ent & PM_PFN) != zero;
+	}
+	close(fd);
+	return held;
+}
+
 /* Where the region's memory is: the host's shared pages, the memfd's. */
 static void show_memory(struct private_region *r, const char *when)
 {
-	unsigned char vec[NPAGES];
-	uint64_t shared = 0, private, i;
+	uint64_t shared, private;
 	struct stat st;
 
-	TEST_ASSERT(!mincore(r->hva, r->size, vec), "mincore: %s",
-		    strerror(errno));
-	for (i = 0; i < NPAGES; i++)
-		shared += vec[i] & 1;
+	shared = shared_pages_held(r);
 	TEST_ASSERT(!fstat(r->memfd, &st), "fstat: %s", strerror(errno));
 	private = st.st_blocks * 512 / PAGE;
 	say("[host ] memory %s: %lu shared pages + %lu private pages = %lu of the guest's %d",
@@ -410,6 +447,9 @@ int main(void)
 	vm = vm_create_private(1, guest_code, &vcpu);
 	private_region_add(&r, vm, SLOT, GPA, NPAGES);
 	private_region_map(&r, SHARED_GVA, PRIVATE_GVA);
+	/* 4 KiB pages, so that releasing one frees it at once. */
+	TEST_ASSERT(!madvise(r.hva, r.size, MADV_NOHUGEPAGE), "madvise: %s",
+		    strerror(errno));
 	for (i = 0; i < NPAGES; i++)
 		memcpy(r.hva + i * PAGE, host_data, sizeof(host_data));
 	say("[host ] created a KVM_X86_PRIVATE_MEM_VM whose guest marks private accesses with GPA bit %d",
