@@ -85,6 +85,34 @@ static struct baseline now(void)
 	};
 }
 
+/*
+ * The counters once the previous test's teardown has drained: two equal
+ * readings 100 ms apart, or the last one after DEADLINE_MS.
+ */
+static struct baseline settled(void)
+{
+	struct timespec ts = { 0, 100 * 1000 * 1000 };
+	struct baseline prev = now(), cur = prev;
+	int waited;
+
+	for (waited = 0; waited < DEADLINE_MS; waited += 100) {
+		nanosleep(&ts, NULL);
+		cur = now();
+		if (!memcmp(&cur, &prev, sizeof(cur)))
+			break;
+		prev = cur;
+	}
+	return cur;
+}
+
+static void log_counters(struct __test_metadata *_metadata,
+			 struct baseline n, struct baseline b, long delta_kb)
+{
+	TH_LOG("now/baseline: Shmem %ld/%ld kB, Unevictable %ld/%ld kB, Mlocked %ld/%ld kB, consumers %ld/%ld; expected %ld kB more",
+	       n.shmem, b.shmem, n.unevictable, b.unevictable, n.mlocked,
+	       b.mlocked, n.consumers, b.consumers, delta_kb);
+}
+
 /* Memory @delta_kb above @b, the same consumers. */
 static bool near(struct baseline b, struct baseline n, long delta_kb)
 {
@@ -274,7 +302,7 @@ FIXTURE_SETUP(teardown)
 		SKIP(return, "no private memory on this host");
 	if (consumers() < 0)
 		SKIP(return, "no %s (needs debugfs)", CONSUMERS);
-	self->base = now();
+	self->base = settled();
 }
 
 FIXTURE_TEARDOWN(teardown)
@@ -333,14 +361,8 @@ TEST_F_TIMEOUT(teardown, order, 120)
 		ASSERT_TRUE(WIFEXITED(status));
 		ASSERT_EQ(WEXITSTATUS(status), 0);
 	}
-	ASSERT_TRUE(back_to(self->base)) {
-		struct baseline n = now();
-
-		TH_LOG("Shmem %ld/%ld kB, Unevictable %ld/%ld kB, Mlocked %ld/%ld kB, consumers %ld/%ld",
-		       n.shmem, self->base.shmem, n.unevictable,
-		       self->base.unevictable, n.mlocked, self->base.mlocked,
-		       n.consumers, self->base.consumers);
-	}
+	ASSERT_TRUE(back_to(self->base))
+		log_counters(_metadata, now(), self->base, 0);
 }
 
 /*
@@ -349,19 +371,22 @@ TEST_F_TIMEOUT(teardown, order, 120)
  */
 TEST(closed_fd_keeps_pages_until_slot_goes)
 {
-	struct baseline base = now();
+	struct baseline base, held;
 	struct victim v;
 
 	if (consumers() < 0)
 		SKIP(return, "no %s (needs debugfs)", CONSUMERS);
+	base = settled();
 	victim_create(&v);
 	close(v.r.memfd);
 	v.r.memfd = -1;
-	base.consumers++;
-	ASSERT_TRUE(near(base, now(), TOUCHED * 4));
-	base.consumers--;
+	held = base;
+	held.consumers++;
+	ASSERT_TRUE(near(held, now(), TOUCHED * 4))
+		log_counters(_metadata, now(), held, TOUCHED * 4);
 	vm_mem_region_delete(v.vm, SLOT);
-	ASSERT_TRUE(back_to(base));
+	ASSERT_TRUE(back_to(base))
+		log_counters(_metadata, now(), base, 0);
 	kvm_vm_free(v.vm);
 }
 
