@@ -388,9 +388,11 @@ static struct outcome stress_run(struct __test_metadata *_metadata,
 	for (id = 0; id < NR_VCPUS; id++) {
 		struct vcpu_report *rep = &s.reports[id];
 
-		TH_LOG("vCPU %d: %lu ops, %lu hypercalls, %lu explicit and %lu implicit exits, %lu mismatches",
-		       id, rep->ops, rep->hypercalls, s.explicit_exits[id],
-		       s.implicit_exits[id], rep->mismatches);
+		TH_LOG("vCPU %d: %lu ops, %lu mismatches", id, rep->ops,
+		       rep->mismatches);
+		TH_LOG("vCPU %d: %lu hypercalls, %lu explicit and %lu implicit exits",
+		       id, rep->hypercalls, s.explicit_exits[id],
+		       s.implicit_exits[id]);
 		for (i = 0; i < rep->mismatches && i < MAX_REPORTED; i++)
 			TH_LOG("  mismatch kind %lu page %lu: expected 0x%lx, got 0x%lx",
 			       rep->first[i].kind, rep->first[i].page,
