@@ -119,17 +119,17 @@ run_vm() {
 
 	log=$LOGS/$mode-serial.log
 
-	note "==> booting the test VM (QEMU TCG single-threaded, -cpu EPYC,+svm,+npt, 2 vCPUs, 2 GiB; limit ${limit}s)"
+	note "==> booting the test VM (QEMU TCG, thread=${PRIVMEM_TCG_THREAD:-single}, -cpu EPYC,+svm,+npt, 2 vCPUs, 2 GiB; limit ${limit}s)"
 	note "    serial log: ${log#"$ROOT"/}"
 	: >"$log"
 	{
 		echo "privmem: base Debian $BASE_PKG $(base_version), composed tree $(git -C "$SRC" rev-parse --short HEAD), kernel $(kernel_release)"
 	} >>"$log"
-	# One TCG thread for both vCPUs: with multi-threaded TCG, QEMU 7.2's
-	# nested SVM now and then triple-faults or wedges a nested guest whose
-	# vCPUs run while the host zaps its nested page tables (seen with
-	# plain MADV_DONTNEED, without private memory); see README.md.
-	timeout -k 10 "$limit" qemu-system-x86_64 -accel tcg,thread=single -cpu EPYC,+svm,+npt \
+	# One TCG thread for both vCPUs unless PRIVMEM_TCG_THREAD=multi: with
+	# multi-threaded TCG, QEMU 7.2's nested SVM now and then triple-faults
+	# or wedges nested guests whose vCPUs run while the host zaps their
+	# nested page tables; see README.md.
+	timeout -k 10 "$limit" qemu-system-x86_64 -accel tcg,thread="${PRIVMEM_TCG_THREAD:-single}" -cpu EPYC,+svm,+npt \
 		-m 2G -smp 2 -display none -monitor none -no-reboot \
 		-serial file:"$log.qemu" \
 		-kernel "$OBJ/arch/x86/boot/bzImage" -initrd "$B/initramfs-$mode.cpio.gz" \
