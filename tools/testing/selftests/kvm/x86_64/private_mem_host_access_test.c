@@ -244,39 +244,6 @@ static bool shared_page_is_zero(struct test *t)
 	return true;
 }
 
-#define PARAM_DIR	"/sys/module/kvm/parameters/"
-
-static int read_param(const char *name)
-{
-	char path[128], buf[8] = "";
-	int fd;
-
-	snprintf(path, sizeof(path), PARAM_DIR "%s", name);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	if (read(fd, buf, sizeof(buf) - 1) <= 0)
-		buf[0] = '\0';
-	close(fd);
-	return buf[0] == 'Y' ? 1 : buf[0] == 'N' ? 0 : atoi(buf);
-}
-
-static bool write_param(const char *name, int val)
-{
-	char path[128], buf[8];
-	int fd, len;
-	bool ok;
-
-	snprintf(path, sizeof(path), PARAM_DIR "%s", name);
-	fd = open(path, O_WRONLY);
-	if (fd < 0)
-		return false;
-	len = snprintf(buf, sizeof(buf), "%d", val);
-	ok = write(fd, buf, len) == len;
-	close(fd);
-	return ok;
-}
-
 /*
  * The emulator, with kvm.force_emulation_prefix.  KVM translates the
  * guest's address with its own page table walker, to which the private
@@ -290,8 +257,8 @@ FIXTURE(emulator) {
 
 FIXTURE_SETUP(emulator)
 {
-	self->fep = read_param("force_emulation_prefix");
-	if (self->fep < 0 || !write_param("force_emulation_prefix", 1))
+	self->fep = kvm_param_get("force_emulation_prefix");
+	if (self->fep < 0 || !kvm_param_set("force_emulation_prefix", "1"))
 		SKIP(return, "cannot set kvm.force_emulation_prefix");
 	test_init(&self->t);
 }
@@ -299,7 +266,10 @@ FIXTURE_SETUP(emulator)
 FIXTURE_TEARDOWN(emulator)
 {
 	if (self->fep >= 0) {
-		write_param("force_emulation_prefix", self->fep);
+		char val[16];
+
+		snprintf(val, sizeof(val), "%d", self->fep);
+		kvm_param_set("force_emulation_prefix", val);
 		test_fini(&self->t);
 	}
 }

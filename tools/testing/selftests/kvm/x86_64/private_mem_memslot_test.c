@@ -103,20 +103,6 @@ TEST(vm_type_and_capability)
 	close(kvm_fd);
 }
 
-#define TDP_MMU_PARAM	"/sys/module/kvm/parameters/tdp_mmu"
-
-static bool set_tdp_mmu(char val)
-{
-	int fd = open(TDP_MMU_PARAM, O_WRONLY);
-	bool ok;
-
-	if (fd < 0)
-		return false;
-	ok = write(fd, &val, 1) == 1;
-	close(fd);
-	return ok;
-}
-
 /* VMs created with kvm.tdp_mmu off get the shadow MMU. */
 FIXTURE(shadow_mmu) {};
 
@@ -124,13 +110,13 @@ FIXTURE_SETUP(shadow_mmu)
 {
 	if (!kvm_check_cap(KVM_CAP_PRIVATE_MEM))
 		SKIP(return, "no private memory on this host");
-	if (!set_tdp_mmu('N'))
-		SKIP(return, "cannot write %s", TDP_MMU_PARAM);
+	if (!kvm_param_set("tdp_mmu", "N"))
+		SKIP(return, "cannot write kvm.tdp_mmu");
 }
 
 FIXTURE_TEARDOWN(shadow_mmu)
 {
-	set_tdp_mmu('Y');
+	kvm_param_set("tdp_mmu", "Y");
 }
 
 /*

@@ -44,7 +44,6 @@
 #define STRESS_SECONDS	60
 #define CONTROL_SECONDS	20
 #define MAX_REPORTED	4
-#define SKIP_ZAP_PARAM	"/sys/module/kvm/parameters/private_mem_skip_zap"
 
 /* A word's value: the view, the vCPU and a sequence number, never 0. */
 #define TAG_PRIVATE	BIT_ULL(63)
@@ -439,18 +438,6 @@ TEST_F_TIMEOUT(stress, sixty_seconds, 300)
 	ASSERT_EQ(out.crossed_words, 0);
 }
 
-static bool set_skip_zap(char val)
-{
-	int fd = open(SKIP_ZAP_PARAM, O_WRONLY);
-	bool ok;
-
-	if (fd < 0)
-		return false;
-	ok = write(fd, &val, 1) == 1;
-	close(fd);
-	return ok;
-}
-
 /*
  * The negative control: with KVM leaving stale private mappings behind,
  * the same stress must find mismatches.
@@ -459,14 +446,14 @@ FIXTURE(negative) {};
 
 FIXTURE_SETUP(negative)
 {
-	if (!set_skip_zap('Y'))
-		SKIP(return, "no %s (needs CONFIG_KVM_PRIVATE_MEM_FAULT_INJECTION)",
-		     SKIP_ZAP_PARAM);
+	if (!kvm_param_set("private_mem_skip_zap", "Y"))
+		SKIP(return, "no kvm.private_mem_skip_zap (needs %s)",
+		     "CONFIG_KVM_PRIVATE_MEM_FAULT_INJECTION");
 }
 
 FIXTURE_TEARDOWN(negative)
 {
-	set_skip_zap('N');
+	kvm_param_set("private_mem_skip_zap", "N");
 }
 
 TEST_F_TIMEOUT(negative, control_stale_mappings_are_caught, 120)

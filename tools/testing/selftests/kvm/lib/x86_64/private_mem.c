@@ -152,3 +152,44 @@ uint64_t vcpu_run_converting(struct kvm_vcpu *vcpu, struct private_region *r,
 			counts->implicit_shared++;
 	}
 }
+
+#define KVM_PARAM_DIR	"/sys/module/kvm/parameters/"
+
+/*
+ * Set kvm module parameter @name to @val, for a test that flips it and
+ * puts it back.  False if the parameter is absent or cannot be written.
+ */
+bool kvm_param_set(const char *name, const char *val)
+{
+	ssize_t len = strlen(val);
+	char path[128];
+	bool ok;
+	int fd;
+
+	snprintf(path, sizeof(path), KVM_PARAM_DIR "%s", name);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return false;
+	ok = write(fd, val, len) == len;
+	close(fd);
+	return ok;
+}
+
+/*
+ * The kvm module parameter @name: 1 for Y, 0 for N, else its number; -1
+ * if it is absent.
+ */
+int kvm_param_get(const char *name)
+{
+	char path[128], buf[16] = "";
+	int fd;
+
+	snprintf(path, sizeof(path), KVM_PARAM_DIR "%s", name);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	if (read(fd, buf, sizeof(buf) - 1) <= 0)
+		buf[0] = '\0';
+	close(fd);
+	return buf[0] == 'Y' ? 1 : buf[0] == 'N' ? 0 : atoi(buf);
+}
