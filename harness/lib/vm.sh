@@ -121,6 +121,8 @@ run_vm() {
 
 	note "==> booting the test VM (QEMU TCG, thread=${PRIVMEM_TCG_THREAD:-single}, -cpu EPYC,+svm,+npt, 2 vCPUs, 2 GiB; limit ${limit}s)"
 	note "    serial log: ${log#"$ROOT"/}"
+	# A file left by an interrupted run would be replayed by tail below.
+	rm -f "$log.qemu"
 	: >"$log"
 	{
 		echo "privmem: base Debian $BASE_PKG $(base_version), composed tree $(git -C "$SRC" rev-parse --short HEAD), kernel $(kernel_release)"
