@@ -444,6 +444,10 @@ TEST_F_TIMEOUT(stress, sixty_seconds, 300)
  */
 FIXTURE(negative) {};
 
+/*
+ * A skip here still runs the test body under the 6.1 harness, so the
+ * body checks _metadata->skip first.
+ */
 FIXTURE_SETUP(negative)
 {
 	if (!kvm_param_set("private_mem_skip_zap", "Y"))
@@ -458,8 +462,11 @@ FIXTURE_TEARDOWN(negative)
 
 TEST_F_TIMEOUT(negative, control_stale_mappings_are_caught, 120)
 {
-	struct outcome out = stress_run(_metadata, CONTROL_SECONDS);
+	struct outcome out;
 
+	if (_metadata->skip)
+		return;
+	out = stress_run(_metadata, CONTROL_SECONDS);
 	TH_LOG("with stale private mappings: %lu mismatches in %lu ops",
 	       out.mismatches, out.ops);
 	ASSERT_GT(out.mismatches, 0);

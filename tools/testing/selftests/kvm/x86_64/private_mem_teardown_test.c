@@ -299,6 +299,10 @@ FIXTURE_VARIANT_ADD(teardown, delete_kill) { .order = "SK" };
 FIXTURE_VARIANT_ADD(teardown, destroy_kill) { .order = "DK" };
 FIXTURE_VARIANT_ADD(teardown, kill_converting) { .order = "k" };
 
+/*
+ * A skip here still runs the test body under the 6.1 harness, so the
+ * body checks _metadata->skip first.
+ */
 FIXTURE_SETUP(teardown)
 {
 	if (!kvm_check_cap(KVM_CAP_PRIVATE_MEM))
@@ -346,6 +350,8 @@ TEST_F_TIMEOUT(teardown, order, 120)
 	pid_t pid;
 	char c;
 
+	if (_metadata->skip)
+		return;
 	ASSERT_EQ(pipe(ready), 0);
 	pid = fork();
 	ASSERT_GE(pid, 0);
