@@ -174,9 +174,9 @@ static long by_readv(int fd, char *buf)
 	return preadv2(fd, &iov, 1, 0, 0);
 }
 
-static long by_mmap(int fd, char *buf)
+static long via_mmap(int fd, char *buf, int flags)
 {
-	void *map = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	void *map = mmap(NULL, PAGE, PROT_READ, flags, fd, 0);
 
 	if (map == MAP_FAILED)
 		return -1;
@@ -185,15 +185,14 @@ static long by_mmap(int fd, char *buf)
 	return PAGE;
 }
 
+static long by_mmap(int fd, char *buf)
+{
+	return via_mmap(fd, buf, MAP_SHARED);
+}
+
 static long by_mmap_private(int fd, char *buf)
 {
-	void *map = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE, fd, 0);
-
-	if (map == MAP_FAILED)
-		return -1;
-	memcpy(buf, map, PAGE);
-	munmap(map, PAGE);
-	return PAGE;
+	return via_mmap(fd, buf, MAP_PRIVATE);
 }
 
 static long by_splice(int fd, char *buf)

@@ -18,11 +18,12 @@ plan_skips() {
 # against the headers of OBJ; with --existing only those whose source TREE
 # has (a commit in the middle of the series lacks the later tests).
 build_selftests_in() {
-	local tree=$1 obj=$2 out=$3 existing=${4:-} suite targets t
+	local tree=$1 obj=$2 out=$3 existing=${4:-} names suite targets t
 
-	for suite in $(plan_tests | cut -d' ' -f1 | cut -d/ -f1 | sort -u | grep -vx kunit); do
+	names=$(plan_tests | cut -d' ' -f1 | sort -u)
+	for suite in $(echo "$names" | cut -d/ -f1 | sort -u | grep -vx kunit); do
 		targets=
-		for t in $(plan_tests | cut -d' ' -f1 | sed -n "s|^$suite/||p" | sort -u); do
+		for t in $(echo "$names" | sed -n "s|^$suite/||p"); do
 			if [ -z "$existing" ] || [ -f "$tree/tools/testing/selftests/$suite/$t.c" ]; then
 				targets="$targets $out/$suite/$t"
 			fi
@@ -170,7 +171,7 @@ scan_kernel_log() {
 # report_tests LOG PLANNED: TAP summary, kernel log verdict and the final
 # "N passed, N failed, N skipped" line.  Returns non-zero on any failure.
 report_tests() {
-	local log=$1 planned=$2 tap=$LOGS/test.tap pass fail skip ran problems
+	local log=$1 planned=$2 tap=$LOGS/test.tap pass fail skip ran problems skipped
 
 	grep -E '^(TAP version|1\.\.|ok |not ok |# selftests: )' "$log" >"$tap"
 	pass=$(grep -E '^ok ' "$tap" | grep -vc '# SKIP')
@@ -204,9 +205,10 @@ report_tests() {
 		grep '^not ok ' "$tap" | sed 's/^/    /'
 	fi
 	# Cases that skipped inside a test that passed, with their reasons.
-	if grep -q '^#.*\(ok\|OK\) .*# SKIP' "$log"; then
+	skipped=$(grep '^#.*\(ok\|OK\) .*# SKIP' "$log" | sed 's/^#[[:space:]]*/    /')
+	if [ -n "$skipped" ]; then
 		note "Skipped inside passing tests:"
-		grep '^#.*\(ok\|OK\) .*# SKIP' "$log" | sed 's/^#[[:space:]]*/    /'
+		note "$skipped"
 	fi
 	echo "privmem: summary printed" >"$LOGS/.summary"
 	note "$pass passed, $fail failed, $skip skipped"
