@@ -124,29 +124,37 @@ static void test_fini(struct test *t)
 	close(t->r.memfd);
 }
 
-/* Run vCPU @id once through @c, converting what it asks for. */
-static uint64_t __guest_do(struct test *t, int id, struct guest_cmd c)
+/* Give vCPU @id the command @c. */
+static void set_cmd(struct test *t, int id, struct guest_cmd c)
+{
+	cmds[id] = c;
+	sync_global_to_guest(t->vm, cmds[id]);
+}
+
+/* Run vCPU 0 through @c; its exit is left for the caller. */
+static void guest_start(struct test *t, struct guest_cmd c)
+{
+	set_cmd(t, 0, c);
+	vcpu_run(t->vcpus[0]);
+}
+
+/* Run vCPU 0 once through @c, converting what it asks for. */
+static uint64_t guest_do(struct test *t, struct guest_cmd c)
 {
 	struct ucall uc;
 
-	cmds[id] = c;
-	sync_global_to_guest(t->vm, cmds[id]);
-	switch (vcpu_run_converting(t->vcpus[id], &t->r, &t->counts, &uc)) {
+	set_cmd(t, 0, c);
+	switch (vcpu_run_converting(t->vcpus[0], &t->r, &t->counts, &uc)) {
 	case UCALL_SYNC:
 		return uc.args[1];
 	case UCALL_ABORT:
 		REPORT_GUEST_ASSERT(uc);
 	default:
-		vcpu_dump(stderr, t->vcpus[id], 2);
+		vcpu_dump(stderr, t->vcpus[0], 2);
 		TEST_FAIL("unexpected exit %s",
-			  exit_reason_str(t->vcpus[id]->run->exit_reason));
+			  exit_reason_str(t->vcpus[0]->run->exit_reason));
 	}
 	return 0;
-}
-
-static uint64_t guest_do(struct test *t, struct guest_cmd c)
-{
-	return __guest_do(t, 0, c);
 }
 
 static struct guest_cmd convert(uint64_t first, uint64_t n, bool private)
@@ -260,9 +268,7 @@ TEST(explicit_exit_contents_and_answer)
 
 	test_init(&t, 1);
 	run = t.vcpus[0]->run;
-	cmds[0] = convert(16, 32, true);
-	sync_global_to_guest(t.vm, cmds[0]);
-	vcpu_run(t.vcpus[0]);
+	guest_start(&t, convert(16, 32, true));
 	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
 	ASSERT_EQ(run->memory.flags, KVM_MEMORY_EXIT_FLAG_PRIVATE |
 				     KVM_MEMORY_EXIT_FLAG_EXPLICIT);
@@ -288,9 +294,7 @@ TEST(explicit_exit_contents_and_answer)
 	ASSERT_EQ(t.counts.implicit_private + t.counts.implicit_shared, 0);
 
 	/* Going shared is an explicit exit without the private flag. */
-	cmds[0] = convert(16, 1, false);
-	sync_global_to_guest(t.vm, cmds[0]);
-	vcpu_run(t.vcpus[0]);
+	guest_start(&t, convert(16, 1, false));
 	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
 	ASSERT_EQ(run->memory.flags, KVM_MEMORY_EXIT_FLAG_EXPLICIT);
 	test_fini(&t);
@@ -339,8 +343,7 @@ TEST(explicit_bad_requests)
 
 static void guest_hypercall_type0(void)
 {
-	GUEST_SYNC(kvm_hypercall(KVM_HC_MAP_GPA_RANGE, GPA, 1,
-				 KVM_MAP_GPA_RANGE_ENCRYPTED, 0));
+	GUEST_SYNC(guest_map_gpa_range(GPA, 1, true));
 }
 
 /* A VM of type 0 keeps its KVM_EXIT_HYPERCALL behaviour. */
@@ -406,9 +409,7 @@ TEST(implicit_exit_contents)
 
 	test_init(&t, 1);
 	run = t.vcpus[0]->run;
-	cmds[0] = check_pages(7, 1, true, 0);
-	sync_global_to_guest(t.vm, cmds[0]);
-	vcpu_run(t.vcpus[0]);
+	guest_start(&t, check_pages(7, 1, true, 0));
 	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
 	ASSERT_EQ(run->memory.flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
 	ASSERT_EQ(run->memory.gpa, GPA + 7 * PAGE);
@@ -425,9 +426,7 @@ TEST(implicit_exit_contents)
 	ASSERT_EQ(get_ucall(t.vcpus[0], NULL), UCALL_SYNC);
 
 	/* ...and a shared read of the page now exits the other way. */
-	cmds[0] = check_pages(7, 1, false, HOST_PATTERN);
-	sync_global_to_guest(t.vm, cmds[0]);
-	vcpu_run(t.vcpus[0]);
+	guest_start(&t, check_pages(7, 1, false, HOST_PATTERN));
 	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
 	ASSERT_EQ(run->memory.flags, 0);
 	ASSERT_EQ(run->memory.gpa, GPA + 7 * PAGE);
@@ -484,9 +483,7 @@ static void expect_no_private_memory(struct __test_metadata *_metadata,
 		vm_userspace_mem_region_add(t.vm, VM_MEM_SRC_ANONYMOUS,
 					    PLAIN_GPA, PLAIN_SLOT, 1, 0);
 	virt_pg_map(t.vm, OTHER_GVA, gpa | vm_private_gpa_mask(t.vm));
-	cmds[0] = read_at(OTHER_GVA);
-	sync_global_to_guest(t.vm, cmds[0]);
-	vcpu_run(t.vcpus[0]);
+	guest_start(&t, read_at(OTHER_GVA));
 	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
 	ASSERT_EQ(run->memory.flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
 	ASSERT_EQ(run->memory.gpa, gpa);
@@ -696,8 +693,7 @@ static void *race_vcpu(void *arg)
 			c = check_pages(RACE_PAGE, 1, false, HOST_PATTERN);
 		/* Both vCPUs start the round together. */
 		pthread_barrier_wait(rc->barrier);
-		cmds[rc->id] = c;
-		sync_global_to_guest(rc->t->vm, cmds[rc->id]);
+		set_cmd(rc->t, rc->id, c);
 		for (;;) {
 			vcpu_run(vcpu);
 			if (run->exit_reason != KVM_EXIT_MEMORY_ERROR)

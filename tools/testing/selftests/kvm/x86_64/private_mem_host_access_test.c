@@ -6,7 +6,6 @@
  * See the table in Documentation/virt/kvm/private-memory.rst.
  */
 #define _GNU_SOURCE
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,7 +14,6 @@
 #include "kvm_util.h"
 #include "private_mem.h"
 #include "processor.h"
-#include "svm_util.h"
 
 /* test_util.h's ASSERT_EQ() predates the harness's; use the harness's. */
 #undef ASSERT_EQ
@@ -83,7 +81,6 @@ static const uint8_t vmcall_ret[] = { 0x0f, 0x01, 0xc1, 0xc3 };
 static void guest_pf_handler(struct ex_regs *regs)
 {
 	GUEST_ASSERT(regs->r9 == KVM_EXCEPTION_MAGIC && regs->rip == regs->r10);
-	fault_vector = regs->vector;
 	fault_error_code = regs->error_code;
 	regs->rip = regs->r11;
 	regs->r9 = regs->vector;
@@ -175,12 +172,11 @@ struct test {
 };
 
 /* Run the guest through @c; the vCPU's exit is left for the caller. */
-static struct kvm_run *guest_start(struct test *t, struct guest_cmd c)
+static void guest_start(struct test *t, struct guest_cmd c)
 {
 	cmd = c;
 	sync_global_to_guest(t->vm, cmd);
 	vcpu_run(t->vcpu);
-	return t->vcpu->run;
 }
 
 static uint64_t guest_do(struct test *t, struct guest_cmd c)

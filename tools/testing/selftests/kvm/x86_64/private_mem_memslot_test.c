@@ -6,10 +6,6 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
-#include <linux/falloc.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -33,10 +29,16 @@ struct setup {
 	void *shared;
 };
 
+/* A private VM without memory or vCPUs, like vm_create_barebones(). */
+static struct kvm_vm *private_vm_barebones(void)
+{
+	return ____vm_create_type(VM_MODE_DEFAULT, 0, KVM_X86_PRIVATE_MEM_VM);
+}
+
 static void setup_vm(struct setup *s, uint64_t memfd_size)
 {
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_PRIVATE_MEM));
-	s->vm = ____vm_create_type(VM_MODE_DEFAULT, 0, KVM_X86_PRIVATE_MEM_VM);
+	s->vm = private_vm_barebones();
 	s->memfd = private_memfd_create(memfd_size);
 	s->shared = mmap(NULL, SIZE, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -88,7 +90,7 @@ TEST(vm_type_and_capability)
 	ASSERT_GE(bit, 32);
 	ASSERT_LT(bit, 52);
 
-	vm = ____vm_create_type(VM_MODE_DEFAULT, 0, KVM_X86_PRIVATE_MEM_VM);
+	vm = private_vm_barebones();
 	ASSERT_EQ(vm_check_cap(vm, KVM_CAP_PRIVATE_MEM), bit);
 	kvm_vm_free(vm);
 
@@ -343,7 +345,7 @@ TEST(file_range_backs_one_slot)
 	r.private_offset = SIZE / 2;
 	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EBUSY);
 
-	vm2 = ____vm_create_type(VM_MODE_DEFAULT, 0, KVM_X86_PRIVATE_MEM_VM);
+	vm2 = private_vm_barebones();
 	r = region(&s, SLOT, GPA, SIZE - 4096);
 	ASSERT_FAILS_WITH(set_ext(vm2, &r), EBUSY);
 	r.private_offset = SIZE;

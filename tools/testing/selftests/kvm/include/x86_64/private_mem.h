@@ -23,11 +23,9 @@
 
 struct private_region {
 	struct kvm_vm *vm;
-	uint32_t slot;
 	uint64_t gpa;		/* plain gpa of the first page */
 	uint64_t size;		/* bytes */
-	int memfd;		/* the private pages */
-	uint64_t offset;	/* of the first page in memfd */
+	int memfd;		/* the private pages, from offset 0 */
 	uint8_t *hva;		/* the shared pages */
 };
 
@@ -54,7 +52,6 @@ void private_region_convert(struct private_region *r, uint64_t gpa,
 			    uint64_t size, bool private);
 bool kvm_param_set(const char *name, const char *val);
 int kvm_param_get(const char *name);
-struct ucall;
 uint64_t vcpu_run_converting(struct kvm_vcpu *vcpu, struct private_region *r,
 			     struct conversion_counts *counts,
 			     struct ucall *uc);

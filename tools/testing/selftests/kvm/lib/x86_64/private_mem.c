@@ -8,10 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "kvm_util.h"
 #include "private_mem.h"
-#include "processor.h"
-#include "ucall_common.h"
 
 /* An MFD_INACCESSIBLE memfd of @size bytes, with no page allocated. */
 int private_memfd_create(uint64_t size)
@@ -62,13 +59,10 @@ void private_region_add_src(struct private_region *r, struct kvm_vm *vm,
 			    uint64_t gpa, uint64_t npages)
 {
 	r->vm = vm;
-	r->slot = slot;
 	r->gpa = gpa;
 	r->size = npages * vm->page_size;
-	r->offset = 0;
 	r->memfd = private_memfd_create(r->size);
-	vm_mem_add(vm, src, gpa, slot, npages, KVM_MEM_PRIVATE, r->memfd,
-		   r->offset);
+	vm_mem_add(vm, src, gpa, slot, npages, KVM_MEM_PRIVATE, r->memfd, 0);
 	r->hva = addr_gpa2hva(vm, gpa);
 }
 
@@ -102,7 +96,7 @@ void private_region_convert(struct private_region *r, uint64_t gpa,
 			    uint64_t size, bool private)
 {
 	int mode = private ? 0 : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-	uint64_t off = r->offset + gpa - r->gpa;
+	uint64_t off = gpa - r->gpa;
 
 	TEST_ASSERT(gpa >= r->gpa && gpa + size <= r->gpa + r->size,
 		    "conversion of [0x%lx, +0x%lx) outside the region", gpa,
