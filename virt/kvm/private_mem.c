@@ -111,27 +111,27 @@ static const struct memfile_notifier_ops kvm_private_mem_notifier_ops = {
 };
 
 /**
- * kvm_private_mem_register - back the private pages of a new memslot
+ * kvm_private_mem_bind - take the memfile of a memslot being created
  * @kvm: the VM
- * @slot: the memslot, not yet installed, with base_gfn and npages set
- * @fd: the memfile, an MFD_INACCESSIBLE memfd
+ * @slot: the new memslot, not yet prepared, with base_gfn and npages set
+ * @fd: the memfile, an MFD_INACCESSIBLE memfd opened for writing
  * @offset: byte offset in the memfile of the slot's first gfn
  *
- * The slot holds a reference to the file until it is unregistered, so the
- * fd may be closed at any time.  The range of the file the slot uses may
- * back no other memslot, of this VM or any other.
+ * Checks @fd and @offset and takes a reference to the file, so that the
+ * fd may be closed at any time, but does not register for the file's
+ * callbacks: kvm_private_mem_register() does that once the memslot is
+ * prepared.  kvm_private_mem_unbind() undoes this if the memslot is not
+ * created after all.
  *
- * Return: 0 on success; -EBADF if @fd is not an open file; -EINVAL if
- * @offset is not page-aligned, or the range wraps or does not lie inside
- * the file; -EOPNOTSUPP if the file is not an inaccessible memfd; -EBUSY
- * if another memslot uses part of the range.
+ * Return: 0 on success; -EINVAL if @offset is not page-aligned or the
+ * range wraps; -EBADF if @fd is not a file open for writing, since the
+ * guest writes its private pages.
  */
-int kvm_private_mem_register(struct kvm *kvm, struct kvm_memory_slot *slot,
-			     u32 fd, u64 offset)
+int kvm_private_mem_bind(struct kvm *kvm, struct kvm_memory_slot *slot,
+			 u32 fd, u64 offset)
 {
 	struct file *file;
 	u64 end;
-	int r;
 
 	if (!PAGE_ALIGNED(offset) ||
 	    check_add_overflow(offset, (u64)slot->npages << PAGE_SHIFT, &end) ||
@@ -141,32 +141,68 @@ int kvm_private_mem_register(struct kvm *kvm, struct kvm_memory_slot *slot,
 	file = fget(fd);
 	if (!file)
 		return -EBADF;
+	if (!(file->f_mode & FMODE_WRITE)) {
+		fput(file);
+		return -EBADF;
+	}
 
 	slot->kvm = kvm;
+	slot->private_file = file;
 	slot->private_offset = offset;
+	return 0;
+}
+
+/**
+ * kvm_private_mem_unbind - drop the memfile of a memslot
+ * @slot: the memslot; nothing happens if it has no memfile
+ *
+ * For a memslot whose creation failed, and so never registered.
+ */
+void kvm_private_mem_unbind(struct kvm_memory_slot *slot)
+{
+	if (!slot->private_file)
+		return;
+	fput(slot->private_file);
+	slot->private_file = NULL;
+}
+
+/**
+ * kvm_private_mem_register - start the memfile's callbacks for a memslot
+ * @slot: a memslot bound to a memfile and prepared by the architecture,
+ *	  whose creation can no longer fail
+ *
+ * From here on, every change of the slot's range of the file zaps the
+ * slot's mappings.  The callbacks use the architecture's data of the slot
+ * (the shadow MMU's rmaps, for one), so they must never see a memslot
+ * that is not prepared yet, or whose preparation failed and was undone.
+ * The range of the file may back no other memslot, of this VM or any
+ * other.
+ *
+ * Return: 0 on success; -EINVAL if the range does not lie inside the
+ * file; -EOPNOTSUPP if the file is not an inaccessible memfd; -EBUSY if
+ * another memslot uses part of the range.
+ */
+int kvm_private_mem_register(struct kvm_memory_slot *slot)
+{
 	slot->notifier.ops = &kvm_private_mem_notifier_ops;
-	r = memfile_register_notifier(file, offset >> PAGE_SHIFT, slot->npages,
-				      KVM_MEMFILE_FLAGS, &slot->notifier);
-	if (!r)
-		slot->private_file = file;
-	/* The notifier holds its own reference. */
-	fput(file);
-	return r;
+	return memfile_register_notifier(slot->private_file, slot_pgoff(slot),
+					 slot->npages, KVM_MEMFILE_FLAGS,
+					 &slot->notifier);
 }
 
 /**
  * kvm_private_mem_unregister - release the memfile of a memslot
- * @slot: the memslot; nothing happens if it has no memfile registered
+ * @slot: a created memslot; nothing happens if it has no memfile
  *
  * Waits for an invalidation of the slot in flight, then drops the file
- * reference, which may free the private pages.
+ * reference, which frees the private pages if it was the last one.
  */
 void kvm_private_mem_unregister(struct kvm_memory_slot *slot)
 {
 	if (!slot->private_file)
 		return;
 	memfile_unregister_notifier(&slot->notifier);
-	slot->private_file = NULL;
+	kvm_private_mem_unbind(slot);
 }
 
 /**

@@ -173,6 +173,47 @@ TEST(guest_maxphyaddr_is_the_private_bit)
 	kvm_vm_free(vm);
 }
 
+/*
+ * KVM_SET_CPUID2 lowers a larger MAXPHYADDR to the private bit, which is
+ * what KVM_GET_SUPPORTED_CPUID reports for every VM type, and refuses a
+ * smaller one, with which the guest could not address the bit.
+ */
+TEST(cpuid_maxphyaddr)
+{
+	struct kvm_cpuid_entry2 *e;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	int bit;
+
+	vm = vm_create_private(1, guest_read_maxphyaddr, &vcpu);
+	bit = vm_check_cap(vm, KVM_CAP_PRIVATE_MEM);
+	e = vcpu_get_cpuid_entry(vcpu, 0x80000008);
+
+	e->eax = (e->eax & ~0xff) | (bit - 1);
+	ASSERT_FAILS_WITH(__vcpu_set_cpuid(vcpu), EINVAL);
+
+	e->eax = (e->eax & ~0xff) | 52;
+	ASSERT_EQ(__vcpu_set_cpuid(vcpu), 0);
+	e = vcpu_get_cpuid_entry(vcpu, 0x80000008);
+	ASSERT_EQ(e->eax & 0xff, bit);
+	kvm_vm_free(vm);
+}
+
+/*
+ * The private bit is one the TDP root can reach: a 4-level root maps 48
+ * bits, and only hosts with 5-level paging get a 5-level root.
+ */
+TEST(private_bit_within_the_tdp_root)
+{
+	unsigned int bit = kvm_check_cap(KVM_CAP_PRIVATE_MEM), pa, va;
+
+	TEST_REQUIRE(bit);
+	kvm_get_cpu_address_width(&pa, &va);
+	ASSERT_LT(bit, pa);
+	if (!kvm_cpu_has(X86_FEATURE_LA57))
+		ASSERT_LE(bit, 47);
+}
+
 TEST(good_region)
 {
 	struct kvm_userspace_memory_region_ext r;
@@ -220,7 +261,12 @@ TEST(bad_flags)
 
 	setup_vm(&s, SIZE);
 	r = region(&s, SLOT, GPA, 0);
-	r.region.flags |= 1U << 21;
+	r.region.flags |= 1U << 14;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	/* Bit 20, which KVM_MEM_PRIVATE once used, is KVM's own. */
+	r.region.flags = (1U << 20) | KVM_MEM_PRIVATE;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
+	r.region.flags = 1U << 20;
 	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
 	r.region.flags = KVM_MEM_PRIVATE | KVM_MEM_LOG_DIRTY_PAGES;
 	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EINVAL);
@@ -258,6 +304,34 @@ TEST(bad_fd)
 	close(fd);
 	r.private_fd = fd;
 	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EBADF);
+	teardown_vm(&s);
+}
+
+/*
+ * The guest writes its private pages, so a descriptor that cannot write
+ * the file cannot give them: a read-only reopen of the memfd is refused.
+ */
+TEST(read_only_fd)
+{
+	struct kvm_userspace_memory_region_ext r;
+	struct setup s;
+	char path[64];
+	int fd;
+
+	setup_vm(&s, SIZE);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", s.memfd);
+	fd = open(path, O_RDONLY);
+	ASSERT_GE(fd, 0);
+	r = region(&s, SLOT, GPA, 0);
+	r.private_fd = fd;
+	ASSERT_FAILS_WITH(set_ext(s.vm, &r), EBADF);
+	close(fd);
+	/* A read-write reopen is as good as the memfd itself. */
+	fd = open(path, O_RDWR);
+	ASSERT_GE(fd, 0);
+	r.private_fd = fd;
+	ASSERT_EQ(set_ext(s.vm, &r), 0);
+	close(fd);
 	teardown_vm(&s);
 }
 
