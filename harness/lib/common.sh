@@ -12,9 +12,14 @@ BASE_TARBALL=/usr/src/linux-source-6.1.tar.xz
 BASE_PKG=linux-source-6.1
 
 # The test kernel carries the cheap debug options; PRIVMEM_DEBUG=0 builds
-# the same kernel without them (used to measure what they cost).
+# the same kernel without them (used to measure what they cost), and
+# PRIVMEM_KASAN=1 adds generic KASAN to them, in a tree of its own.
 PRIVMEM_DEBUG=${PRIVMEM_DEBUG:-1}
-if [ "$PRIVMEM_DEBUG" = 1 ]; then
+PRIVMEM_KASAN=${PRIVMEM_KASAN:-0}
+if [ "$PRIVMEM_KASAN" = 1 ]; then
+	PRIVMEM_DEBUG=1
+	OBJ=$B/obj-kasan
+elif [ "$PRIVMEM_DEBUG" = 1 ]; then
 	OBJ=$B/obj
 else
 	OBJ=$B/obj-nodebug

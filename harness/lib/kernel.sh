@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: GPL-2.0
 # Kernel configuration and build of the composed tree, out of tree in
-# build/obj (build/obj-nodebug without the debug options), through ccache.
+# build/obj (build/obj-nodebug without the debug options, build/obj-kasan
+# with KASAN as well), through ccache.
 
 CONFIG_FRAGMENTS="$ROOT/harness/config/base.config"
 [ "$PRIVMEM_DEBUG" = 1 ] && CONFIG_FRAGMENTS="$CONFIG_FRAGMENTS $ROOT/harness/config/debug.config"
+[ "$PRIVMEM_KASAN" = 1 ] && CONFIG_FRAGMENTS="$CONFIG_FRAGMENTS $ROOT/harness/config/kasan.config"
 
 # Reproducible build identity, so ccache hits and unchanged trees stay
 # unchanged.

@@ -9,11 +9,14 @@
 #define _GNU_SOURCE
 #define __EXPORTED_HEADERS__
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/memfd.h>
 #include <liburing.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -640,6 +643,104 @@ TEST(cap_ipc_lock_lifts_the_limit)
 	ASSERT_EQ(setrlimit(RLIMIT_MEMLOCK, &lim), 0);
 	fd = sized_inaccessible(_metadata, MEMLOCK_LIMIT);
 	ASSERT_EQ(fallocate(fd, 0, 0, MEMLOCK_LIMIT), 0);
+	close(fd);
+}
+
+/*
+ * Memory offlining: a memory block that holds pages of an inaccessible
+ * file cannot go offline, since those pages never migrate, and must say
+ * so at once with EBUSY, as for any unmovable page, instead of retrying
+ * the migration until a signal arrives.  Unmovable pageblocks fill up, so
+ * with a good part of memory in such pages, some blocks hold no other
+ * unmovable page.  Every online block is tried, and put back online if it
+ * went offline.
+ */
+#define MEMORY_DIR	"/sys/devices/system/memory"
+#define OFFLINE_SIZE	(512UL << 20)
+#define OFFLINE_LIMIT	30	/* seconds that one block may take */
+
+static void on_alarm(int sig)
+{
+}
+
+/* Write @state to block @name: 0, or the negative errno. */
+static int block_state(const char *name, const char *state)
+{
+	char path[128];
+	ssize_t r;
+	int fd;
+
+	snprintf(path, sizeof(path), MEMORY_DIR "/%s/state", name);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	r = write(fd, state, strlen(state)) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+static bool block_online(const char *name)
+{
+	char path[128], buf[16] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), MEMORY_DIR "/%s/state", name);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	return !strcmp(buf, "online\n");
+}
+
+TEST(memory_offline_fails_fast)
+{
+	struct sigaction sa = { .sa_handler = on_alarm };
+	int fd, r, tried = 0, offlined = 0, busy = 0;
+	char removable[4] = "";
+	struct dirent *e;
+	FILE *f;
+	DIR *dir;
+
+	f = fopen(MEMORY_DIR "/memory0/removable", "r");
+	if (!f || !fgets(removable, sizeof(removable), f) || removable[0] != '1')
+		SKIP(return, "the kernel cannot offline memory (MEMORY_HOTREMOVE)");
+	fclose(f);
+	if (geteuid() != 0)
+		SKIP(return, "offlining memory needs root");
+
+	fd = sized_inaccessible(_metadata, OFFLINE_SIZE);
+	ASSERT_EQ(fallocate(fd, 0, 0, OFFLINE_SIZE), 0);
+	/* No SA_RESTART: the alarm interrupts an offline that retries. */
+	ASSERT_EQ(sigaction(SIGALRM, &sa, NULL), 0);
+	dir = opendir(MEMORY_DIR);
+	ASSERT_NE(dir, NULL);
+	while ((e = readdir(dir))) {
+		if (strncmp(e->d_name, "memory", 6) || !isdigit(e->d_name[6]) ||
+		    !block_online(e->d_name))
+			continue;
+		tried++;
+		alarm(OFFLINE_LIMIT);
+		r = block_state(e->d_name, "offline");
+		alarm(0);
+		if (r == -EINTR)
+			TH_LOG("%s: still offlining after %d s", e->d_name,
+			       OFFLINE_LIMIT);
+		ASSERT_NE(r, -EINTR);
+		if (!r) {
+			offlined++;
+			ASSERT_EQ(block_state(e->d_name, "online"), 0);
+		} else {
+			/* EINVAL: a block that spans zones. */
+			ASSERT_TRUE(r == -EBUSY || r == -EINVAL);
+			busy += r == -EBUSY;
+		}
+	}
+	closedir(dir);
+	TH_LOG("%d blocks tried: %d went offline and back, %d busy", tried,
+	       offlined, busy);
+	ASSERT_GT(busy, 0);
 	close(fd);
 }
 
