@@ -228,8 +228,10 @@ EXPORT_SYMBOL_GPL(memfile_unregister_notifier);
  * invalidated) until memfile_put_pfn().
  *
  * Return: 0 on success; -EINVAL if @offset is outside the consumer's
- * range; -ENOENT if the file has no page at @offset; or another negative
- * errno from the backing store.
+ * range; -ENOENT if the file has no page at @offset; -EHWPOISON if the
+ * page there is poisoned (the consumer was invalidated for it, and it
+ * stays until the range is punched); or another negative errno from the
+ * backing store.
  */
 int memfile_get_pfn(struct memfile_notifier *notifier, pgoff_t offset,
 		    unsigned long *pfn, int *order)

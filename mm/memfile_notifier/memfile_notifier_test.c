@@ -467,6 +467,41 @@ static void owner_module_is_pinned(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, module_refcount(THIS_MODULE), refs);
 }
 
+/*
+ * Memory failure on a page a consumer got: the consumer is invalidated for
+ * that page, memfile_get_pfn() refuses it from then on, and the rest of
+ * the file is untouched.  Punching the page frees the offset for a new
+ * one.  The invalidation comes from a work item, so wait for it.
+ */
+static void poisoned_page_is_refused(struct kunit *test)
+{
+	struct test_ctx *ctx = test->priv;
+	struct recorder *rec = &ctx->rec[0];
+	unsigned long pfn;
+	int order, i;
+
+	if (!IS_ENABLED(CONFIG_MEMORY_FAILURE))
+		kunit_skip(test, "needs MEMORY_FAILURE");
+	KUNIT_ASSERT_EQ(test, falloc(ctx, 0, 2), 0);
+	KUNIT_ASSERT_EQ(test, rec_register(ctx, 0, 0, TEST_PAGES), 0);
+	KUNIT_ASSERT_EQ(test, memfile_get_pfn(&rec->notifier, 1, &pfn, &order), 0);
+	memfile_put_pfn(&rec->notifier, pfn);
+
+	memory_failure(pfn, 0);
+	for (i = 0; i < 500 && READ_ONCE(rec->nr) < 2; i++)
+		msleep(20);
+	KUNIT_ASSERT_EQ(test, rec->nr, 2);
+	expect_event(test, rec, 0, true, 1, 2, false);
+	expect_event(test, rec, 1, false, 1, 2, false);
+	KUNIT_EXPECT_EQ(test, memfile_get_pfn(&rec->notifier, 1, &pfn, &order),
+			-EHWPOISON);
+	KUNIT_EXPECT_TRUE(test, page_present(&rec->notifier, 0));
+
+	KUNIT_ASSERT_EQ(test, punch(ctx->file, 1, 1), 0);
+	KUNIT_ASSERT_EQ(test, falloc(ctx, 1, 1), 0);
+	KUNIT_EXPECT_TRUE(test, page_present(&rec->notifier, 1));
+}
+
 static struct kunit_case memfile_notifier_cases[] = {
 	KUNIT_CASE(punch_is_bracketed),
 	KUNIT_CASE(allocation_is_bracketed),
@@ -477,6 +512,7 @@ static struct kunit_case memfile_notifier_cases[] = {
 	KUNIT_CASE(registration_errors),
 	KUNIT_CASE(unregister_waits_for_callbacks),
 	KUNIT_CASE(owner_module_is_pinned),
+	KUNIT_CASE(poisoned_page_is_refused),
 	{}
 };
 

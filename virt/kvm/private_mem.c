@@ -6,6 +6,7 @@
  * See Documentation/virt/kvm/private-memory.rst.
  */
 
+#include <linux/debugfs.h>
 #include <linux/file.h>
 #include <linux/kvm_host.h>
 #include <linux/memfile_notifier.h>
@@ -39,6 +40,48 @@ static bool kvm_private_mem_inject_skip_zap(struct kvm_memory_slot *slot,
 		kvm_private_mem_get_pfn(slot, gfn, &pfn, &order);
 	return true;
 }
+
+#ifdef CONFIG_MEMORY_FAILURE
+/*
+ * Fault injection: a gfn written to the VM's debugfs file
+ * private_mem_poison_gfn has its private page poisoned by memory_failure(),
+ * as a hardware memory error would, so that tests can see what the guest
+ * and userspace get.
+ */
+static int kvm_private_mem_poison_gfn(void *data, u64 gfn)
+{
+	struct kvm_memory_slot *slot;
+	struct kvm *kvm = data;
+	int idx, order, r;
+	kvm_pfn_t pfn;
+
+	idx = srcu_read_lock(&kvm->srcu);
+	slot = gfn_to_memslot(kvm, gfn);
+	r = -EINVAL;
+	if (kvm_slot_can_be_private(slot)) {
+		r = kvm_private_mem_get_pfn(slot, gfn, &pfn, &order);
+		if (!r)
+			kvm_private_mem_put_pfn(slot, pfn);
+	}
+	srcu_read_unlock(&kvm->srcu, idx);
+	if (r)
+		return r;
+	return memory_failure(pfn, 0);
+}
+DEFINE_DEBUGFS_ATTRIBUTE(kvm_private_mem_poison_fops, NULL,
+			 kvm_private_mem_poison_gfn, "%llu\n");
+
+/**
+ * kvm_private_mem_create_debugfs - add the VM's private memory debugfs files
+ * @kvm: the VM, whose debugfs directory exists
+ */
+void kvm_private_mem_create_debugfs(struct kvm *kvm)
+{
+	debugfs_create_file_unsafe("private_mem_poison_gfn", 0200,
+				   kvm->debugfs_dentry, kvm,
+				   &kvm_private_mem_poison_fops);
+}
+#endif
 #else
 static bool kvm_private_mem_inject_skip_zap(struct kvm_memory_slot *slot,
 					    gfn_t start, gfn_t end)

@@ -170,4 +170,155 @@ TEST(private_access_to_the_apic_page)
 	kvm_vm_free(vm);
 }
 
+/*
+ * Exits make progress while the host converts elsewhere in the file: a
+ * host thread allocates and punches the region's last page without pause,
+ * which moves the invalidation sequence all the time, while the guest
+ * converts its first page implicitly, back and forth.  An exit used to
+ * turn into a retry whenever the sequence had moved since the fault
+ * began; now only a change of the faulting gfn itself makes it retry.
+ */
+#define PROGRESS_SLOT	10
+#define PROGRESS_GPA	BIT_ULL(30)
+#define PROGRESS_PAGES	64
+#define PROGRESS_GVA	0x40000000ULL
+#define PROGRESS_ACCESSES 1000
+
+static void guest_flip_page(uint64_t shared_gva, uint64_t private_gva)
+{
+	uint64_t i;
+
+	for (i = 0; i < PROGRESS_ACCESSES; i++)
+		READ_ONCE(*(uint64_t *)(i & 1 ? private_gva : shared_gva));
+	GUEST_DONE();
+}
+
+struct elsewhere {
+	int fd;
+	bool stop;
+	uint64_t changes;
+};
+
+static void *convert_elsewhere(void *arg)
+{
+	struct elsewhere *e = arg;
+	off_t last = (PROGRESS_PAGES - 1) * PAGE;
+
+	while (!READ_ONCE(e->stop)) {
+		TEST_ASSERT(!fallocate(e->fd, 0, last, PAGE),
+			    "fallocate() failed, errno %d", errno);
+		TEST_ASSERT(!fallocate(e->fd, FALLOC_FL_PUNCH_HOLE |
+				       FALLOC_FL_KEEP_SIZE, last, PAGE),
+			    "punch failed, errno %d", errno);
+		e->changes += 2;
+	}
+	return NULL;
+}
+
+TEST(exits_progress_while_the_host_converts_elsewhere)
+{
+	struct conversion_counts counts = { 0 };
+	struct elsewhere e = { 0 };
+	struct private_region r;
+	struct kvm_vcpu *vcpu;
+	pthread_t thread;
+	struct kvm_vm *vm;
+	struct ucall uc;
+
+	vm = vm_create_private(1, guest_flip_page, &vcpu);
+	private_region_add(&r, vm, PROGRESS_SLOT, PROGRESS_GPA, PROGRESS_PAGES);
+	private_region_map(&r, PROGRESS_GVA, PROGRESS_GVA + r.size);
+	vcpu_args_set(vcpu, 2, PROGRESS_GVA, PROGRESS_GVA + r.size);
+	e.fd = r.memfd;
+	ASSERT_EQ(pthread_create(&thread, NULL, convert_elsewhere, &e), 0);
+	ASSERT_EQ(vcpu_run_converting(vcpu, &r, &counts, &uc), UCALL_DONE);
+	WRITE_ONCE(e.stop, true);
+	pthread_join(thread, NULL);
+	TH_LOG("%lu implicit exits while the host made %lu changes elsewhere",
+	       counts.implicit_private + counts.implicit_shared, e.changes);
+	ASSERT_EQ(counts.implicit_private + counts.implicit_shared,
+		  PROGRESS_ACCESSES - 1);
+	kvm_vm_free(vm);
+	close(r.memfd);
+}
+
+/*
+ * A poisoned private page, as a hardware memory error leaves it: the VM's
+ * debugfs file private_mem_poison_gfn runs memory_failure() on it.  The
+ * memfile invalidates KVM's mapping of the page, from a work item, and the
+ * guest's next access fails KVM_RUN with EHWPOISON, with the page in
+ * run->memory, for as long as userspace leaves it.  Punching the page and
+ * allocating it anew lets the guest go on, reading zeros.
+ */
+#define POISON_SLOT	10
+#define POISON_GPA	BIT_ULL(30)
+#define POISON_GVA	0x80000000ULL
+#define POISON_VALUE	0x5ec7e75ec7e75ec7ULL
+
+static void guest_write_then_read(uint64_t gva)
+{
+	WRITE_ONCE(*(uint64_t *)gva, POISON_VALUE);
+	for (;;)
+		GUEST_SYNC(READ_ONCE(*(uint64_t *)gva));
+}
+
+static void expect_poisoned(struct __test_metadata *_metadata,
+			    struct kvm_vcpu *vcpu)
+{
+	ASSERT_EQ(errno, EHWPOISON);
+	ASSERT_EQ(vcpu->run->exit_reason, KVM_EXIT_MEMORY_ERROR);
+	ASSERT_EQ(vcpu->run->memory.flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
+	ASSERT_EQ(vcpu->run->memory.gpa, POISON_GPA);
+	ASSERT_EQ(vcpu->run->memory.size, PAGE);
+}
+
+TEST(poisoned_private_page)
+{
+	struct private_region r;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct ucall uc;
+	char path[96];
+	FILE *f;
+	int i;
+
+	vm = vm_create_private(1, guest_write_then_read, &vcpu);
+	private_region_add(&r, vm, POISON_SLOT, POISON_GPA, 1);
+	virt_map(vm, POISON_GVA, POISON_GPA | vm_private_gpa_mask(vm), 1);
+	private_region_convert(&r, POISON_GPA, PAGE, true);
+	vcpu_args_set(vcpu, 1, POISON_GVA);
+	vcpu_run(vcpu);
+	ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+	ASSERT_EQ(uc.args[1], POISON_VALUE);
+
+	snprintf(path, sizeof(path),
+		 "/sys/kernel/debug/kvm/%d-%d/private_mem_poison_gfn",
+		 getpid(), vm->fd);
+	f = fopen(path, "w");
+	if (!f) {
+		kvm_vm_free(vm);
+		SKIP(return, "no %s (CONFIG_KVM_PRIVATE_MEM_FAULT_INJECTION, MEMORY_FAILURE)",
+		     path);
+	}
+	fprintf(f, "%llu", POISON_GPA >> 12);
+	ASSERT_EQ(fclose(f), 0);
+
+	/* Until the invalidation runs, the guest still reads its page. */
+	for (i = 0; i < 500 && !__vcpu_run(vcpu); i++) {
+		ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+		usleep(10000);
+	}
+	expect_poisoned(_metadata, vcpu);
+	ASSERT_EQ(__vcpu_run(vcpu), -1);
+	expect_poisoned(_metadata, vcpu);
+
+	private_region_convert(&r, POISON_GPA, PAGE, false);
+	private_region_convert(&r, POISON_GPA, PAGE, true);
+	vcpu_run(vcpu);
+	ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+	ASSERT_EQ(uc.args[1], 0);
+	kvm_vm_free(vm);
+	close(r.memfd);
+}
+
 TEST_HARNESS_MAIN
