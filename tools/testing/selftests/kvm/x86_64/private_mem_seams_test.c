@@ -43,8 +43,10 @@
 #define RACE_SIZE	BIT_ULL(36)
 #define RACE_SECONDS	10
 
+/* A host thread that allocates and punches one page of a file. */
 struct puncher {
 	int fd;
+	off_t offset;
 	bool stop;
 	uint64_t changes;
 };
@@ -65,15 +67,11 @@ static void *punch_loop(void *arg)
 
 	pin_to_cpu(1);
 	while (!READ_ONCE(p->stop)) {
-		/*
-		 * Allocation and punch: the callbacks bracket both.  Not at
-		 * the slot's first page, whose rmap walk would stop at once
-		 * on a missing rmap.
-		 */
-		TEST_ASSERT(!fallocate(p->fd, 0, PAGE, PAGE),
+		/* Allocation and punch: the callbacks bracket both. */
+		TEST_ASSERT(!fallocate(p->fd, 0, p->offset, PAGE),
 			    "fallocate() failed, errno %d", errno);
 		TEST_ASSERT(!fallocate(p->fd, FALLOC_FL_PUNCH_HOLE |
-				       FALLOC_FL_KEEP_SIZE, PAGE, 2 * PAGE),
+				       FALLOC_FL_KEEP_SIZE, p->offset, PAGE),
 			    "punch failed, errno %d", errno);
 		p->changes += 2;
 	}
@@ -100,7 +98,11 @@ static int set_slot(struct kvm_vm *vm, uint64_t gpa, uint64_t size,
 TEST(memslot_creation_races_callbacks)
 {
 	uint64_t created = 0, failed = 0, bit;
-	struct puncher p = { 0 };
+	/*
+	 * Not the slot's first page: an rmap walk from there would stop at
+	 * once on a missing rmap.
+	 */
+	struct puncher p = { .offset = PAGE };
 	pthread_t thread;
 	struct kvm_vm *vm;
 	time_t end;
@@ -193,32 +195,10 @@ static void guest_flip_page(uint64_t shared_gva, uint64_t private_gva)
 	GUEST_DONE();
 }
 
-struct elsewhere {
-	int fd;
-	bool stop;
-	uint64_t changes;
-};
-
-static void *convert_elsewhere(void *arg)
-{
-	struct elsewhere *e = arg;
-	off_t last = (PROGRESS_PAGES - 1) * PAGE;
-
-	while (!READ_ONCE(e->stop)) {
-		TEST_ASSERT(!fallocate(e->fd, 0, last, PAGE),
-			    "fallocate() failed, errno %d", errno);
-		TEST_ASSERT(!fallocate(e->fd, FALLOC_FL_PUNCH_HOLE |
-				       FALLOC_FL_KEEP_SIZE, last, PAGE),
-			    "punch failed, errno %d", errno);
-		e->changes += 2;
-	}
-	return NULL;
-}
-
 TEST(exits_progress_while_the_host_converts_elsewhere)
 {
+	struct puncher p = { .offset = (PROGRESS_PAGES - 1) * PAGE };
 	struct conversion_counts counts = { 0 };
-	struct elsewhere e = { 0 };
 	struct private_region r;
 	struct kvm_vcpu *vcpu;
 	pthread_t thread;
@@ -229,13 +209,13 @@ TEST(exits_progress_while_the_host_converts_elsewhere)
 	private_region_add(&r, vm, PROGRESS_SLOT, PROGRESS_GPA, PROGRESS_PAGES);
 	private_region_map(&r, PROGRESS_GVA, PROGRESS_GVA + r.size);
 	vcpu_args_set(vcpu, 2, PROGRESS_GVA, PROGRESS_GVA + r.size);
-	e.fd = r.memfd;
-	ASSERT_EQ(pthread_create(&thread, NULL, convert_elsewhere, &e), 0);
+	p.fd = r.memfd;
+	ASSERT_EQ(pthread_create(&thread, NULL, punch_loop, &p), 0);
 	ASSERT_EQ(vcpu_run_converting(vcpu, &r, &counts, &uc), UCALL_DONE);
-	WRITE_ONCE(e.stop, true);
+	WRITE_ONCE(p.stop, true);
 	pthread_join(thread, NULL);
 	TH_LOG("%lu implicit exits while the host made %lu changes elsewhere",
-	       counts.implicit_private + counts.implicit_shared, e.changes);
+	       counts.implicit_private + counts.implicit_shared, p.changes);
 	ASSERT_EQ(counts.implicit_private + counts.implicit_shared,
 		  PROGRESS_ACCESSES - 1);
 	kvm_vm_free(vm);
