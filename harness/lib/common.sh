@@ -25,6 +25,13 @@ else
 	OBJ=$B/obj-nodebug
 fi
 
+# The test VM: qemu (AMD SVM under TCG) or bochs (Intel VMX with EPT).
+PRIVMEM_VM=${PRIVMEM_VM:-qemu}
+case $PRIVMEM_VM in
+qemu | bochs) ;;
+*) printf 'privmem: error: PRIVMEM_VM=%s: use qemu or bochs\n' "$PRIVMEM_VM" >&2; exit 2 ;;
+esac
+
 JOBS=${PRIVMEM_JOBS:-$(nproc)}
 
 mkdir -p "$LOGS"
@@ -78,7 +85,7 @@ liburing-dev kmod python3-ply python3-git"
 missing_pkgs() {
 	local p out=
 
-	for p in $REQUIRED_PKGS; do
+	for p in $REQUIRED_PKGS ${PRIVMEM_VM_PKGS:-}; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
 			grep -q 'install ok installed' || out="$out $p"
 	done

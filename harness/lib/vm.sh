@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Selftests, the initramfs and the test VM: QEMU TCG with emulated AMD SVM
-# and nested paging, running the composed kernel.
+# and nested paging, running the composed kernel (or Bochs with Intel VMX
+# and EPT, harness/lib/bochs.sh).
 
 KST=$B/selftests
 PLAN=$ROOT/harness/tests.list
@@ -120,14 +121,18 @@ run_vm() {
 
 	log=$LOGS/$mode-serial.log
 
-	note "==> booting the test VM (QEMU TCG, thread=${PRIVMEM_TCG_THREAD:-single}, -cpu EPYC,+svm,+npt, 2 vCPUs, 2 GiB; limit ${limit}s)"
-	note "    serial log: ${log#"$ROOT"/}"
 	# A file left by an interrupted run would be replayed by tail below.
 	rm -f "$log.qemu"
 	: >"$log"
 	{
 		echo "privmem: base Debian $BASE_PKG $(base_version), composed tree $(git -C "$SRC" rev-parse --short HEAD), kernel $(kernel_release)"
 	} >>"$log"
+	if [ "$PRIVMEM_VM" = bochs ]; then
+		run_bochs "$mode" "$limit" "$filter" "$log"
+		return
+	fi
+	note "==> booting the test VM (QEMU TCG, thread=${PRIVMEM_TCG_THREAD:-single}, -cpu EPYC,+svm,+npt, 2 vCPUs, 2 GiB; limit ${limit}s)"
+	note "    serial log: ${log#"$ROOT"/}"
 	# One TCG thread for both vCPUs unless PRIVMEM_TCG_THREAD=multi: with
 	# multi-threaded TCG, QEMU 7.2's nested SVM now and then triple-faults
 	# or wedges nested guests whose vCPUs run while the host zaps their

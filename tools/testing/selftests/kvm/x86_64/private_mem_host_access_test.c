@@ -49,7 +49,7 @@ enum guest_op {
 	OP_WRMSR,	/* wrmsr(arg0, arg1): the exception vector, or 0 */
 	OP_FEP_READ,	/* emulated read of gva arg0: the vector, or 0 */
 	OP_FEP_WRITE,	/* emulated write of arg1 to gva arg0: the same */
-	OP_CALL,	/* copy a vmcall to private page arg0 and call it */
+	OP_CALL,	/* copy foreign_call to private page arg0, call it */
 	OP_PRIVATE_WORD, /* the first word of private page arg0 */
 	OP_VMLOAD,	/* vmload with gpa arg0: the #UD vector, or 0 */
 	OP_CR4,		/* set CR4 to arg0: the exception vector, or 0 */
@@ -75,7 +75,11 @@ static uint64_t *private_page(uint64_t page)
 }
 
 /* vmcall; ret */
-static const uint8_t vmcall_ret[] = { 0x0f, 0x01, 0xc1, 0xc3 };
+/*
+ * The other vendor's hypercall, then ret: vmcall on AMD, vmmcall on Intel.
+ * It traps with #UD, and KVM patches it to the native one.
+ */
+static uint8_t foreign_call[4] = { 0x0f, 0x01, 0xc1, 0xc3 };
 #define VMCALL_LEN	3
 
 /* A #PF in FEP_SAFE(): note its error code and take the fixup. */
@@ -88,8 +92,8 @@ static void guest_pf_handler(struct ex_regs *regs)
 }
 
 /*
- * A #UD for the vmcall that KVM could not patch, or for a vmload: step over
- * it (both are 3 bytes long).
+ * A #UD for the hypercall that KVM could not patch, or for a vmload: step
+ * over it (all are 3 bytes long).
  */
 static void guest_ud_handler(struct ex_regs *regs)
 {
@@ -138,9 +142,9 @@ static void guest_code(void)
 			break;
 		}
 		case OP_CALL:
-			for (i = 0; i < sizeof(vmcall_ret); i++)
+			for (i = 0; i < sizeof(foreign_call); i++)
 				WRITE_ONCE(((uint8_t *)private_page(c.arg0))[i],
-					   vmcall_ret[i]);
+					   foreign_call[i]);
 			fault_vector = 0;
 			r = KVM_HC_SCHED_YIELD;
 			asm volatile("call *%1"
@@ -328,21 +332,23 @@ TEST_F(emulator, shared_memory_still_emulated)
 }
 
 /*
- * kvm_fix_hypercall: on AMD, vmcall traps and KVM rewrites it to vmmcall
- * through the emulator.  In private code, the emulator cannot even fetch
- * the instruction: the guest gets #UD, and the code stays as it was.
+ * kvm_fix_hypercall: the other vendor's hypercall traps, and KVM rewrites
+ * it to the native one through the emulator (vmcall to vmmcall on AMD,
+ * vmmcall to vmcall on Intel).  In private code, the emulator cannot even
+ * fetch the instruction: the guest gets #UD, and the code stays as it was.
  */
 TEST(hypercall_patching_in_private_code)
 {
 	uint32_t word;
 	struct test t;
 
-	if (!is_amd_cpu())
-		SKIP(return, "vmcall needs patching on AMD only");
 	test_init(&t);
+	if (!is_amd_cpu())
+		foreign_call[2] = 0xd9;
+	sync_global_to_guest(t.vm, foreign_call);
 	ASSERT_EQ(guest_do(&t, op(OP_CALL, 0, 0)), UD_VECTOR);
 	word = guest_do(&t, op(OP_PRIVATE_WORD, 0, 0));
-	ASSERT_EQ(memcmp(&word, vmcall_ret, sizeof(word)), 0);
+	ASSERT_EQ(memcmp(&word, foreign_call, sizeof(word)), 0);
 	test_fini(&t);
 }
 
@@ -368,14 +374,10 @@ TEST(nested_virtualization_is_refused)
 	vcpu_sregs_get(t.vcpu, &sregs);
 	ASSERT_EQ(guest_do(&t, op(OP_CR4, sregs.cr4 | X86_CR4_VMXE, 0)),
 		  GP_VECTOR);
-	if (is_amd_cpu()) {
-		/* Without EFER.SVME, SVM's instructions are undefined. */
-		ASSERT_EQ(guest_do(&t, op(OP_VMLOAD, GPA | t.bit, 0)),
-			  UD_VECTOR);
-		ASSERT_EQ(_vcpu_set_msr(t.vcpu, MSR_EFER,
-					vcpu_get_msr(t.vcpu, MSR_EFER) |
-					EFER_SVME), 0);
-	}
+	/* Without EFER.SVME (or on Intel), SVM's instructions are undefined. */
+	ASSERT_EQ(guest_do(&t, op(OP_VMLOAD, GPA | t.bit, 0)), UD_VECTOR);
+	ASSERT_EQ(_vcpu_set_msr(t.vcpu, MSR_EFER,
+				vcpu_get_msr(t.vcpu, MSR_EFER) | EFER_SVME), 0);
 	expect_private_intact(_metadata, &t);
 	test_fini(&t);
 }
