@@ -21,7 +21,7 @@ build_iso() {
 	DEFAULT privmem
 	LABEL privmem
 	  KERNEL /bzImage
-	  APPEND initrd=/initrd.gz console=ttyS0 panic=-1 ${PRIVMEM_CMDLINE:-}
+	  APPEND initrd=/initrd.gz console=ttyS0,115200 panic=-1 ${PRIVMEM_CMDLINE:-}
 	EOF
 	genisoimage -quiet -o "$B/bochs/$mode.iso" -b isolinux/isolinux.bin \
 		-c isolinux/boot.cat -no-emul-boot -boot-load-size 4 -boot-info-table \
