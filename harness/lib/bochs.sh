@@ -6,6 +6,8 @@
 BOCHS_PKGS="bochs bochsbios vgabios bochs-term isolinux syslinux-common genisoimage"
 BOCHS_CPU=corei7_haswell_4770
 BOCHS_MEGS=2048
+# What the guest kernel prints when it restarts or powers off.
+BOCHS_END='reboot: (Restarting system|Power down)'
 
 # build_iso MODE: build/bochs/MODE.iso with the bzImage, the initramfs of
 # MODE and an isolinux that boots them with the test VM's command line.
@@ -58,7 +60,7 @@ run_bochs() {
 	# says it restarts or powers off (the end of a run, or a panic).
 	(
 		while kill -0 $bpid 2>/dev/null; do
-			if grep -qE 'reboot: (Restarting system|Power down)' "$log.qemu"; then
+			if grep -qE "$BOCHS_END" "$log.qemu"; then
 				sleep 1
 				kill $bpid 2>/dev/null
 				pkill -f "bochs -q -f $rc" 2>/dev/null
@@ -69,7 +71,7 @@ run_bochs() {
 	) &
 	tail -n +1 -F "$log.qemu" 2>/dev/null --pid=$bpid | tee -a "$log" | awk "$filter"
 	wait $bpid
-	if ! grep -qE 'reboot: (Restarting system|Power down)' "$log.qemu"; then
+	if ! grep -qE "$BOCHS_END" "$log.qemu"; then
 		note "privmem: the test VM did not finish within ${limit}s and was stopped; its last lines:"
 		tail -n 5 "$log.qemu" | sed 's/^/    /'
 	fi
