@@ -6,7 +6,9 @@
  * See the table in Documentation/virt/kvm/private-memory.rst.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -52,6 +54,7 @@ enum guest_op {
 	OP_CALL,	/* copy foreign_call to private page arg0, call it */
 	OP_PRIVATE_WORD, /* the first word of private page arg0 */
 	OP_VMLOAD,	/* vmload with gpa arg0: the #UD vector, or 0 */
+	OP_VMXON,	/* vmxon with gpa arg0: the exception vector, or 0 */
 	OP_CR4,		/* set CR4 to arg0: the exception vector, or 0 */
 	OP_CPUID_ECX,	/* ECX of CPUID leaf arg0 */
 	OP_HYPERCALL,	/* hypercall arg0 with arg1: its result */
@@ -74,7 +77,6 @@ static uint64_t *private_page(uint64_t page)
 	return (uint64_t *)(PRIVATE_GVA + page * PAGE);
 }
 
-/* vmcall; ret */
 /*
  * The other vendor's hypercall, then ret: vmcall on AMD, vmmcall on Intel.
  * It traps with #UD, and KVM patches it to the native one.
@@ -92,12 +94,18 @@ static void guest_pf_handler(struct ex_regs *regs)
 }
 
 /*
- * A #UD for the hypercall that KVM could not patch, or for a vmload: step
- * over it (all are 3 bytes long).
+ * A #UD in kvm_asm_safe(): take its fixup.  Any other #UD is for the
+ * hypercall that KVM could not patch, or for a vmload: step over it (both
+ * are 3 bytes long).
  */
 static void guest_ud_handler(struct ex_regs *regs)
 {
 	fault_vector = regs->vector;
+	if (regs->r9 == KVM_EXCEPTION_MAGIC && regs->rip == regs->r10) {
+		regs->rip = regs->r11;
+		regs->r9 = regs->vector;
+		return;
+	}
 	regs->rip += VMCALL_LEN;
 }
 
@@ -159,6 +167,9 @@ static void guest_code(void)
 			fault_vector = 0;
 			asm volatile("vmload %%rax" : : "a"(c.arg0) : "memory");
 			r = fault_vector;
+			break;
+		case OP_VMXON:
+			r = kvm_asm_safe("vmxon %[pa]", [pa] "m"(c.arg0));
 			break;
 		case OP_CR4:
 			r = kvm_asm_safe("mov %%rax, %%cr4", "a"(c.arg0));
@@ -374,10 +385,48 @@ TEST(nested_virtualization_is_refused)
 	vcpu_sregs_get(t.vcpu, &sregs);
 	ASSERT_EQ(guest_do(&t, op(OP_CR4, sregs.cr4 | X86_CR4_VMXE, 0)),
 		  GP_VECTOR);
-	/* Without EFER.SVME (or on Intel), SVM's instructions are undefined. */
+	/*
+	 * Without EFER.SVME (or on Intel), SVM's instructions are undefined;
+	 * without CR4.VMXE (or on AMD), so is VMXON.
+	 */
 	ASSERT_EQ(guest_do(&t, op(OP_VMLOAD, GPA | t.bit, 0)), UD_VECTOR);
+	ASSERT_EQ(guest_do(&t, op(OP_VMXON, GPA | t.bit, 0)), UD_VECTOR);
 	ASSERT_EQ(_vcpu_set_msr(t.vcpu, MSR_EFER,
 				vcpu_get_msr(t.vcpu, MSR_EFER) | EFER_SVME), 0);
+	expect_private_intact(_metadata, &t);
+	test_fini(&t);
+}
+
+/*
+ * Nor can the host give the vCPU a nested state, which would make KVM map
+ * a VMCB or a VMCS12's pages from guest memory.  On Intel, even a VMXON
+ * region at a plain, valid gpa is refused, as the guest has no VMX; on
+ * AMD, any state in guest mode, as EFER.SVME stays clear.
+ */
+TEST(nested_state_is_refused)
+{
+	struct kvm_nested_state *state;
+	size_t size = sizeof(*state) + KVM_STATE_NESTED_SVM_VMCB_SIZE;
+	struct test t;
+
+	test_init(&t);
+	state = calloc(1, size);
+	ASSERT_NE(state, NULL);
+	if (is_amd_cpu()) {
+		state->format = KVM_STATE_NESTED_FORMAT_SVM;
+		state->flags = KVM_STATE_NESTED_GUEST_MODE |
+			       KVM_STATE_NESTED_GIF_SET;
+		state->size = size;
+		state->hdr.svm.vmcb_pa = GPA;
+	} else {
+		state->format = KVM_STATE_NESTED_FORMAT_VMX;
+		state->size = sizeof(*state);
+		state->hdr.vmx.vmxon_pa = GPA;
+		state->hdr.vmx.vmcs12_pa = -1ULL;
+	}
+	ASSERT_EQ(__vcpu_ioctl(t.vcpu, KVM_SET_NESTED_STATE, state), -1);
+	ASSERT_EQ(errno, EINVAL);
+	free(state);
 	expect_private_intact(_metadata, &t);
 	test_fini(&t);
 }
