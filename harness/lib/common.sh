@@ -25,12 +25,23 @@ else
 	OBJ=$B/obj-nodebug
 fi
 
-# The test VM: qemu (AMD SVM under TCG) or bochs (Intel VMX with EPT).
-PRIVMEM_VM=${PRIVMEM_VM:-qemu}
+# The test VMs, one lane per vendor: qemu (AMD SVM with nested paging,
+# under TCG) and bochs (Intel VMX with EPT).  'test' runs both lanes unless
+# PRIVMEM_VM names one; the other commands boot qemu unless it does.  VM
+# is the lane being run.
+PRIVMEM_VM=${PRIVMEM_VM:-}
 case $PRIVMEM_VM in
-qemu | bochs) ;;
+"" | qemu | bochs) ;;
 *) printf 'privmem: error: PRIVMEM_VM=%s: use qemu or bochs\n' "$PRIVMEM_VM" >&2; exit 2 ;;
 esac
+VM=${PRIVMEM_VM:-qemu}
+
+lane_label() {
+	case $1 in
+	qemu) echo "AMD lane (QEMU TCG: SVM, NPT)" ;;
+	bochs) echo "Intel lane (Bochs: VMX, EPT)" ;;
+	esac
+}
 
 JOBS=${PRIVMEM_JOBS:-$(nproc)}
 
@@ -43,6 +54,17 @@ die() {
 
 note() {
 	printf '%s\n' "$*"
+}
+
+# live AWKPROG: run AWKPROG over a stream that is still growing, line by
+# line.  Debian's awk is mawk, which otherwise reads its input in blocks
+# and shows nothing until 4 KiB of it have piled up.
+live() {
+	if awk -W version 2>&1 | grep -q mawk; then
+		awk -W interactive "$1"
+	else
+		awk "$1"
+	fi
 }
 
 # step LOG TITLE CMD...: run a long step with its output in LOG, print

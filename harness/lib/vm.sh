@@ -6,13 +6,24 @@
 KST=$B/selftests
 PLAN=$ROOT/harness/tests.list
 
-# plan_tests: "name timeout args..." for each test to run.
+# plan_tests: "name timeout args..." for each test the lane VM runs.
 plan_tests() {
-	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' -e '/^skip /d' "$PLAN"
+	local out
+
+	out=$(plan_lane_skips | cut -d' ' -f1)
+	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' -e '/^skip/d' "$PLAN" |
+		awk -v out="$out" 'BEGIN { n = split(out, o, "\n"); for (i = 1; i <= n; i++) skip[o[i]] = 1 }
+			!($1 in skip)'
 }
 
+# plan_skips: "name reason..." for each test left out of the lane VM.
 plan_skips() {
 	sed -n 's/^skip //p' "$PLAN"
+	plan_lane_skips
+}
+
+plan_lane_skips() {
+	sed -n "s/^skip@$VM //p" "$PLAN"
 }
 
 # build_selftests_in TREE OBJ OUT [--existing]: the plan's programs, static,
@@ -21,7 +32,7 @@ plan_skips() {
 build_selftests_in() {
 	local tree=$1 obj=$2 out=$3 existing=${4:-} names suite targets t
 
-	names=$(plan_tests | cut -d' ' -f1 | sort -u)
+	names=$(for VM in qemu bochs; do plan_tests; done | cut -d' ' -f1 | sort -u)
 	for suite in $(echo "$names" | cut -d/ -f1 | sort -u | grep -vx kunit); do
 		targets=
 		for t in $(echo "$names" | sed -n "s|^$suite/||p"); do
@@ -42,7 +53,7 @@ build_selftests_in() {
 
 build_selftests() {
 	step "$LOGS/headers.log" "installing uapi headers into ${OBJ#"$ROOT"/}/usr" kmake headers
-	step "$LOGS/selftests-build.log" "building $(plan_tests | wc -l) selftests statically into ${KST#"$ROOT"/}" \
+	step "$LOGS/selftests-build.log" "building the plan's selftests statically into ${KST#"$ROOT"/}" \
 		build_selftests_in "$SRC" "$OBJ" "$KST"
 }
 
@@ -114,12 +125,13 @@ install_modules() {
 	depmod -b "$stage" "$rel" || return 1
 }
 
-# run_vm MODE TIMEOUT: boot the test VM, serial output to
-# build/logs/MODE-serial.log; FILTER (an awk program) shows live progress.
+# run_vm MODE TIMEOUT FILTER: boot the lane's test VM, serial output to
+# build/logs/MODE-VM-serial.log; FILTER (an awk program) shows live
+# progress.
 run_vm() {
 	local mode=$1 limit=$2 filter=$3 log rc
 
-	log=$LOGS/$mode-serial.log
+	log=$(serial_log "$mode")
 
 	# A file left by an interrupted run would be replayed by tail below.
 	rm -f "$log.qemu"
@@ -127,7 +139,7 @@ run_vm() {
 	{
 		echo "privmem: base Debian $BASE_PKG $(base_version), composed tree $(git -C "$SRC" rev-parse --short HEAD), kernel $(kernel_release)"
 	} >>"$log"
-	if [ "$PRIVMEM_VM" = bochs ]; then
+	if [ "$VM" = bochs ]; then
 		run_bochs "$mode" "$limit" "$filter" "$log"
 		return
 	fi
@@ -144,7 +156,7 @@ run_vm() {
 		-append "console=ttyS0 panic=-1 ${PRIVMEM_CMDLINE:-}" </dev/null >"$LOGS/$mode-qemu.log" 2>&1 &
 	local qpid=$!
 	# Follow the serial output as it grows, showing what FILTER selects.
-	tail -n +1 -F "$log.qemu" 2>/dev/null --pid=$qpid | tee -a "$log" | awk "$filter"
+	tail -n +1 -F "$log.qemu" 2>/dev/null --pid=$qpid | tee -a "$log" | live "$filter"
 	wait $qpid
 	rc=$?
 	rm -f "$log.qemu"
@@ -173,10 +185,20 @@ scan_kernel_log() {
 	' "$1"
 }
 
-# report_tests LOG PLANNED: TAP summary, kernel log verdict and the final
-# "N passed, N failed, N skipped" line.  Returns non-zero on any failure.
+serial_log() {
+	echo "$LOGS/$1-$VM-serial.log"
+}
+
+# The counts of every lane reported so far, for the final summary line.
+TOTAL_PASS=0
+TOTAL_FAIL=0
+TOTAL_SKIP=0
+
+# report_tests LOG PLANNED: TAP summary, kernel log verdict and the lane's
+# "<lane>: N passed, N failed, N skipped" line, added to the totals.
+# Returns non-zero on any failure.
 report_tests() {
-	local log=$1 planned=$2 tap=$LOGS/test.tap pass fail skip ran problems skipped
+	local log=$1 planned=$2 tap=${1%-serial.log}.tap pass fail skip ran problems skipped
 
 	grep -E '^(TAP version|1\.\.|ok |not ok |# selftests: )' "$log" >"$tap"
 	pass=$(grep -E '^ok ' "$tap" | grep -vc '# SKIP')
@@ -215,7 +237,9 @@ report_tests() {
 		note "Skipped inside passing tests:"
 		note "$skipped"
 	fi
-	echo "privmem: summary printed" >"$LOGS/.summary"
-	note "$pass passed, $fail failed, $skip skipped"
+	note "==> $(lane_label "$VM"): $pass passed, $fail failed, $skip skipped"
+	TOTAL_PASS=$((TOTAL_PASS + pass))
+	TOTAL_FAIL=$((TOTAL_FAIL + fail))
+	TOTAL_SKIP=$((TOTAL_SKIP + skip))
 	[ "$fail" -eq 0 ]
 }
