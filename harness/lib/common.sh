@@ -102,7 +102,9 @@ show_errors() {
 # Debian packages the pipeline needs, with a command that proves each.
 REQUIRED_PKGS="linux-source-6.1 qemu-system-x86 busybox-static ccache gcc make
 flex bison bc libelf-dev libssl-dev cpio xz-utils gzip git perl python3
-liburing-dev kmod python3-ply python3-git"
+liburing-dev kmod python3-ply python3-git
+dpkg-dev meson ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev
+pkg-config"
 
 missing_pkgs() {
 	local p out=

@@ -33,7 +33,7 @@ build_selftests_in() {
 	local tree=$1 obj=$2 out=$3 existing=${4:-} names suite targets t
 
 	names=$(for VM in qemu bochs; do plan_tests; done | cut -d' ' -f1 | sort -u)
-	for suite in $(echo "$names" | cut -d/ -f1 | sort -u | grep -vx kunit); do
+	for suite in $(echo "$names" | cut -d/ -f1 | sort -u | grep -vxE "kunit|qemu"); do
 		targets=
 		for t in $(echo "$names" | sed -n "s|^$suite/||p"); do
 			if [ -z "$existing" ] || [ -f "$tree/tools/testing/selftests/$suite/$t.c" ]; then
@@ -94,12 +94,16 @@ build_initramfs() {
 		while read -r name _ _; do
 			case $name in
 			kunit/*) prog=$ROOT/harness/initramfs/kunit ;;
+			qemu/*) prog=$QEMU_TESTS/${name#qemu/} ;;
 			*) prog=$KST/$name ;;
 			esac
 			[ -x "$prog" ] || die "test program $name was not built"
 			mkdir -p "$stage/tests/$(dirname "$name")"
 			cp "$prog" "$stage/tests/$name"
 		done <"$stage/etc/privmem/plan"
+		if grep -q '^qemu/' "$stage/etc/privmem/plan"; then
+			install_qemu "$stage" || die "cannot install QEMU into the test initramfs"
+		fi
 		# The plan's program column is the path under /tests.
 		awk '{ $3 = $1 " " $3; print }' "$stage/etc/privmem/plan" >"$stage/etc/privmem/plan.tmp"
 		mv "$stage/etc/privmem/plan.tmp" "$stage/etc/privmem/plan"
