@@ -85,6 +85,8 @@ build_initramfs() {
 	echo "$mode" >"$stage/etc/privmem/mode"
 	if [ "$mode" = demo ]; then
 		cp "$KST/privmem-demo" "$stage/tests/"
+		install_qemu "$stage" || die "cannot install QEMU into the demo initramfs"
+		cp "$QEMU_TESTS/privmem_qemu_test" "$stage/tests/qemu/"
 		: >"$stage/etc/privmem/plan"
 		: >"$stage/etc/privmem/skips"
 	else
