@@ -45,7 +45,12 @@ ensure_deb_src() {
 
 # The Debian source package, downloaded once into the cache.
 qemu_dsc() {
-	ls "$QEMU_DL"/qemu_*.dsc 2>/dev/null | tail -n 1
+	local f last=
+
+	for f in "$QEMU_DL"/qemu_*.dsc; do
+		[ -e "$f" ] && last=$f
+	done
+	printf '%s' "$last"
 }
 
 qemu_version() {
@@ -162,7 +167,7 @@ build_qemu() {
 	prepare_qemu_source
 	if [ "$(cat "$QEMU_OBJ/.privmem-configure" 2>/dev/null)" != "$QEMU_CONFIGURE" ]; then
 		rm -rf "$QEMU_OBJ"
-		step "$LOGS/qemu-configure.log" "configuring QEMU: $(echo $QEMU_CONFIGURE)" _configure_qemu
+		step "$LOGS/qemu-configure.log" "configuring QEMU: ${QEMU_CONFIGURE//$'\n'/ }" _configure_qemu
 	fi
 	step "$LOGS/qemu-build.log" "building QEMU in ${QEMU_OBJ#"$ROOT"/} (ccache: ${CCACHE_DIR})" \
 		ninja -C "$QEMU_OBJ" -j"$JOBS" qemu-system-x86_64

@@ -1340,6 +1340,26 @@ static void diag_matching_lines(const char *prefix, const char *text,
 	}
 }
 
+/*
+ * The end of a test guest that finished: no test of its failed, and QEMU
+ * exits with status 1, which isa-debug-exit gives when all passed.
+ */
+static void expect_guest_passed(struct __test_metadata *_metadata,
+				struct qemu *q)
+{
+	EXPECT_EQ(NULL, find_line(q, "not ok")) {
+		TH_LOG("the guest failed a test: %s", find_line(q, "not ok"));
+	}
+	ASSERT_TRUE(qemu_wait_exit(q, EXIT_TIMEOUT)) {
+		TH_LOG("QEMU still runs %d s after the guest's end",
+		       EXIT_TIMEOUT);
+	}
+	EXPECT_EQ(1, qemu_exit_code(q)) {
+		TH_LOG("%s, want exit status 1 (all passed)",
+		       qemu_state(q));
+	}
+}
+
 /* ---- the tests -------------------------------------------------------- */
 
 FIXTURE(privmem) {
@@ -1693,17 +1713,7 @@ TEST_F_TIMEOUT(privmem, conversions_secret_and_refusals, 900)
 		TH_LOG("the guest did not finish within %d s (%s)",
 		       BOOT_TIMEOUT, qemu_state(q));
 	}
-	EXPECT_EQ(NULL, find_line(q, "not ok")) {
-		TH_LOG("the guest failed a test: %s", find_line(q, "not ok"));
-	}
-	ASSERT_TRUE(qemu_wait_exit(q, EXIT_TIMEOUT)) {
-		TH_LOG("QEMU still runs %d s after the guest's end",
-		       EXIT_TIMEOUT);
-	}
-	EXPECT_EQ(1, qemu_exit_code(q)) {
-		TH_LOG("%s, want exit status 1 (all passed)",
-		       qemu_state(q));
-	}
+	expect_guest_passed(_metadata, q);
 
 	/* Every private page the guest left came through QEMU. */
 	count_conversions(q, conv);
@@ -1786,17 +1796,7 @@ TEST_F_TIMEOUT(privmem, reset_empties_private_memory, 400)
 	EXPECT_NE(NULL, find_line_start(q, "ok 2 ")) {
 		TH_LOG("no \"ok 2\": the reset did not empty private memory");
 	}
-	EXPECT_EQ(NULL, find_line(q, "not ok")) {
-		TH_LOG("the guest failed a test: %s", find_line(q, "not ok"));
-	}
-	ASSERT_TRUE(qemu_wait_exit(q, EXIT_TIMEOUT)) {
-		TH_LOG("QEMU still runs %d s after the guest's end",
-		       EXIT_TIMEOUT);
-	}
-	EXPECT_EQ(1, qemu_exit_code(q)) {
-		TH_LOG("%s, want exit status 1 (all passed)",
-		       qemu_state(q));
-	}
+	expect_guest_passed(_metadata, q);
 }
 
 /* What the harness counts as a kernel problem, in the stock guest's log. */
