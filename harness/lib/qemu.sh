@@ -183,7 +183,10 @@ qemu_checkpatch() {
 	while read -r p; do
 		case $p in '' | '#'*) continue ;; esac
 		out=$("$QEMU_SRC/scripts/checkpatch.pl" --no-color "$QEMU_PATCHES/$p" 2>&1)
-		printf '%s: %s\n' "$p" "$(printf '%s\n' "$out" | tail -n 1)"
+		case $out in
+		*"has no obvious style problems"*) printf '%-70s clean\n' "$p" ;;
+		*) printf '%s:\n%s\n' "$p" "$(printf '%s\n' "$out" | grep -E '^(ERROR|WARNING|total)' | sed 's/^/    /')" ;;
+		esac
 		if printf '%s\n' "$out" | grep -q '^ERROR'; then
 			printf '%s\n' "$out" | grep -A4 '^ERROR' | sed 's/^/    /'
 			bad=1
@@ -229,4 +232,20 @@ install_qemu() {
 	cp "$ROOT/qemu/tests/stock-init" "$s/init"
 	(cd "$s" && find . | sort | cpio -o -H newc -R 0:0 --quiet) | gzip -1 >"$stage/tests/qemu/stock-initrd.cpio.gz"
 	rm -rf "$s"
+}
+
+# export_qemu_series: the QEMU series as git format-patch files with its
+# cover letter in build/export-qemu, checked with QEMU's checkpatch.
+export_qemu_series() {
+	local out=$B/export-qemu cover=$QEMU_PATCHES/cover-letter.txt
+
+	prepare_qemu_source
+	[ -f "$cover" ] || die "qemu/patches/cover-letter.txt is missing"
+	rm -rf "$out"
+	qgit config branch.privmem.description "$(cat "$cover")"
+	qgit format-patch -q --cover-letter --cover-from-description=subject \
+		--base=base -o "$out" base..privmem || die "format-patch failed in build/qemu/src"
+	note "==> exported $(ls "$out" | wc -l) files to ${out#"$ROOT"/}"
+	step "$LOGS/qemu-checkpatch.log" "checking qemu/patches with QEMU's checkpatch" qemu_checkpatch
+	sed 's/^/    /' "$LOGS/qemu-checkpatch.log"
 }
