@@ -249,3 +249,32 @@ export_qemu_series() {
 	step "$LOGS/qemu-checkpatch.log" "checking qemu/patches with QEMU's checkpatch" qemu_checkpatch
 	sed 's/^/    /' "$LOGS/qemu-checkpatch.log"
 }
+
+# bisect_qemu_series: build every patch of the QEMU series in turn, in a
+# separate work tree and build directory, so build/qemu is left alone.
+bisect_qemu_series() {
+	local wt=$B/bisect/qemu-src obj=$B/bisect/qemu-build c n=0 total
+
+	prepare_qemu_source
+	total=$(qgit rev-list --count base..privmem)
+	[ -d "$wt" ] || qgit worktree add -q --detach "$wt" base ||
+		die "cannot create the QEMU bisect work tree"
+	for c in $(qgit rev-list --reverse base..privmem); do
+		n=$((n + 1))
+		git -C "$wt" checkout -q --detach "$c" || die "cannot check out $c in $wt"
+		step "$LOGS/bisect-qemu-$n.log" "[QEMU $n/$total] building $(qgit log -1 --format='%h %s' "$c")" \
+			bisect_qemu_one "$wt" "$obj"
+	done
+	note "all $total QEMU patches build in turn: the QEMU series is bisectable"
+}
+
+bisect_qemu_one() {
+	local wt=$1 obj=$2
+
+	if [ ! -f "$obj/build.ninja" ]; then
+		mkdir -p "$obj" && cd "$obj" || return 1
+		# shellcheck disable=SC2086
+		"$wt/configure" --cc="ccache gcc" --host-cc="ccache gcc" $QEMU_CONFIGURE || return 1
+	fi
+	ninja -C "$obj" -j"$JOBS" qemu-system-x86_64
+}
