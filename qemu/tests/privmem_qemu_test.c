@@ -1824,7 +1824,7 @@ static const char *stock_problem(struct qemu *q)
  * recursive locking", "spinlock recursion").  That is the emulated host,
  * not private memory; a boot that does so is tried again.
  */
-#define STOCK_ATTEMPTS	8
+#define STOCK_ATTEMPTS	12
 
 /*
  * Boot the stock guest, as a private-memory VM or, with @plain, as a
