@@ -133,6 +133,19 @@ Install them with:
 		sh -c "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing"
 }
 
+# format_series REPO COVER OUT: REPO's base..privmem as git format-patch
+# files in OUT, with COVER's text as the cover letter; says how many.
+format_series() {
+	local repo=$1 cover=$2 out=$3
+
+	[ -f "$cover" ] || die "${cover#"$ROOT"/} is missing"
+	rm -rf "$out"
+	git -C "$repo" config branch.privmem.description "$(cat "$cover")"
+	git -C "$repo" format-patch -q --cover-letter --cover-from-description=subject \
+		--base=base -o "$out" base..privmem || die "format-patch failed in ${repo#"$ROOT"/}"
+	note "==> exported $(find "$out" -name '*.patch' | wc -l) files to ${out#"$ROOT"/}"
+}
+
 base_version() {
 	dpkg-query -W -f='${Version}' "$BASE_PKG"
 }

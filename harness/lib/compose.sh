@@ -311,12 +311,7 @@ export_series() {
 	local out=$B/export cover=$ROOT/patches/cover-letter.txt p bad=0 res
 
 	compose
-	[ -f "$cover" ] || die "patches/cover-letter.txt is missing"
-	rm -rf "$out"
-	sgit config branch.privmem.description "$(cat "$cover")"
-	sgit format-patch -q --cover-letter --cover-from-description=subject \
-		--base=base -o "$out" base..privmem || die "format-patch failed"
-	note "==> exported $(ls "$out" | wc -l) files to ${out#"$ROOT"/}"
+	format_series "$SRC" "$cover" "$out"
 	note "==> scripts/checkpatch.pl --strict over the series (log: build/logs/checkpatch.log)"
 	: >"$LOGS/checkpatch.log"
 	for p in "$out"/*.patch; do

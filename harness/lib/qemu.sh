@@ -240,12 +240,7 @@ export_qemu_series() {
 	local out=$B/export-qemu cover=$QEMU_PATCHES/cover-letter.txt
 
 	prepare_qemu_source
-	[ -f "$cover" ] || die "qemu/patches/cover-letter.txt is missing"
-	rm -rf "$out"
-	qgit config branch.privmem.description "$(cat "$cover")"
-	qgit format-patch -q --cover-letter --cover-from-description=subject \
-		--base=base -o "$out" base..privmem || die "format-patch failed in build/qemu/src"
-	note "==> exported $(ls "$out" | wc -l) files to ${out#"$ROOT"/}"
+	format_series "$QEMU_SRC" "$cover" "$out"
 	step "$LOGS/qemu-checkpatch.log" "checking qemu/patches with QEMU's checkpatch" qemu_checkpatch
 	sed 's/^/    /' "$LOGS/qemu-checkpatch.log"
 }

@@ -1859,8 +1859,6 @@ static int boot_stock(struct __test_metadata *_metadata, struct qemu *q,
 		if (attempt > 1) {
 			qemu_kill(q);
 			free_lines(q);
-			q->lines = NULL;
-			q->nr_lines = 0;
 		}
 		base_cmd(_metadata, q, &c, &o);
 		qemu_start(_metadata, q, &c);
@@ -1896,8 +1894,6 @@ TEST_F_TIMEOUT(privmem, stock_guest_is_unaffected, 1500)
 	plain = boot_stock(_metadata, q, true);
 	qemu_kill(q);
 	free_lines(q);
-	q->lines = NULL;
-	q->nr_lines = 0;
 	if (!plain)
 		SKIP(return, "the stock guest's kernel failed %d boots in a plain VM: the nested host cannot judge it",
 		     STOCK_ATTEMPTS);
