@@ -104,7 +104,7 @@ REQUIRED_PKGS="linux-source-6.1 qemu-system-x86 busybox-static ccache gcc make
 flex bison bc libelf-dev libssl-dev cpio xz-utils gzip git perl python3
 liburing-dev kmod python3-ply python3-git
 dpkg-dev meson ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev
-pkg-config"
+pkg-config linux-source-6.12 gnuplot-nox"
 
 missing_pkgs() {
 	local p out=

@@ -89,6 +89,11 @@ build_initramfs() {
 		cp "$QEMU_TESTS/privmem_qemu_test" "$stage/tests/qemu/"
 		: >"$stage/etc/privmem/plan"
 		: >"$stage/etc/privmem/skips"
+	elif [ "${mode#bench-}" != "$mode" ]; then
+		cp "$BENCH_PROG" "$stage/tests/private_mem_bench"
+		echo "$BENCH_SCRIPT" >"$stage/etc/privmem/bench.sh"
+		: >"$stage/etc/privmem/plan"
+		: >"$stage/etc/privmem/skips"
 	else
 		plan_tests | grep -E "${PRIVMEM_TESTS:-.}" >"$stage/etc/privmem/plan"
 		if [ -z "${PRIVMEM_TESTS:-}" ]; then plan_skips >"$stage/etc/privmem/skips"; else : >"$stage/etc/privmem/skips"; fi
@@ -142,21 +147,27 @@ run_vm() {
 	# A file left by an interrupted run would be replayed by tail below.
 	rm -f "$log.qemu"
 	: >"$log"
-	{
-		echo "privmem: base Debian $BASE_PKG $(base_version), composed tree $(git -C "$SRC" rev-parse --short HEAD), kernel $(kernel_release)"
-	} >>"$log"
+	echo "${VM_BANNER:-privmem: base Debian $BASE_PKG $(base_version), composed tree $(git -C "$SRC" rev-parse --short HEAD), kernel $(kernel_release)}" >>"$log"
 	if [ "$VM" = bochs ]; then
 		run_bochs "$mode" "$limit" "$filter" "$log"
 		return
 	fi
-	note "==> booting the test VM (QEMU TCG, thread=${PRIVMEM_TCG_THREAD:-single}, -cpu EPYC,+svm,+npt, 2 vCPUs, 2 GiB; limit ${limit}s)"
+	# VM_ICOUNT: guest time follows instructions, one vCPU (the benchmark).
+	local accel=tcg,thread=${PRIVMEM_TCG_THREAD:-single} smp=2 what
+	what="thread=${PRIVMEM_TCG_THREAD:-single}, -cpu EPYC,+svm,+npt, 2 vCPUs"
+	if [ -n "${VM_ICOUNT:-}" ]; then
+		accel="tcg -icount shift=0,sleep=off" smp=1
+		what="-icount shift=0,sleep=off, -cpu EPYC,+svm,+npt, 1 vCPU"
+	fi
+	note "==> booting the test VM (QEMU TCG, $what, 2 GiB; limit ${limit}s)"
 	note "    serial log: ${log#"$ROOT"/}"
 	# One TCG thread for both vCPUs unless PRIVMEM_TCG_THREAD=multi: with
 	# multi-threaded TCG, QEMU 7.2's nested SVM now and then triple-faults
 	# or wedges nested guests whose vCPUs run while the host zaps their
 	# nested page tables; see README.md.
-	timeout -k 10 "$limit" qemu-system-x86_64 -accel tcg,thread="${PRIVMEM_TCG_THREAD:-single}" -cpu EPYC,+svm,+npt \
-		-m 2G -smp 2 -display none -monitor none -no-reboot \
+	# shellcheck disable=SC2086
+	timeout -k 10 "$limit" qemu-system-x86_64 -accel $accel -cpu EPYC,+svm,+npt \
+		-m 2G -smp $smp -display none -monitor none -no-reboot \
 		-serial file:"$log.qemu" \
 		-kernel "$OBJ/arch/x86/boot/bzImage" -initrd "$B/initramfs-$mode.cpio.gz" \
 		-append "console=ttyS0 panic=-1 ${PRIVMEM_CMDLINE:-}" </dev/null >"$LOGS/$mode-qemu.log" 2>&1 &

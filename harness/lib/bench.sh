@@ -1,0 +1,375 @@
+# SPDX-License-Identifier: GPL-2.0
+# harness/privmem bench: one conversion workload on privmem and on the
+# anchor, upstream's guest_memfd in Debian's linux-source-6.12, booted side
+# by side in the same invocation, with instruction-driven guest time
+# (QEMU -icount, Bochs clock sync=none).  Results in build/bench/.
+
+ANCHOR_PKG=linux-source-6.12
+ANCHOR_TARBALL=/usr/src/linux-source-6.12.tar.xz
+ANCHOR=$B/anchor
+ANCHOR_SRC=$ANCHOR/linux
+ANCHOR_OBJ=$ANCHOR/obj
+ANCHOR_KST=$ANCHOR/selftests
+ANCHOR_FRAGMENTS="$ROOT/harness/config/base.config $ROOT/harness/config/anchor.config"
+BENCH=$B/bench
+BENCH_SRC=$ROOT/harness/bench/private_mem_bench.c
+
+anchor_version() {
+	dpkg-query -W -f='${Version}' "$ANCHOR_PKG" 2>/dev/null
+}
+
+# import_anchor: the 6.12 tree, extracted (once per Debian version).
+import_anchor() {
+	local ver
+
+	ver=$(anchor_version)
+	[ -n "$ver" ] && [ -f "$ANCHOR_TARBALL" ] ||
+		die "$ANCHOR_PKG is not installed ($ANCHOR_TARBALL missing)"
+	rm -rf "$ANCHOR_SRC" && mkdir -p "$ANCHOR_SRC" &&
+		tar -xf "$ANCHOR_TARBALL" -C "$ANCHOR_SRC" --strip-components=1 &&
+		echo "$ver" >"$ANCHOR_SRC/.privmem-source"
+}
+
+# anchor_config: tinyconfig + base.config + anchor.config in the 6.12
+# tree.  What anchor.config asks for must hold; the options of base.config
+# that 6.12 lacks or sets otherwise go to anchor-fragment-differences.txt.
+anchor_config() {
+	local scratch=$ANCHOR/kconfig
+
+	mkdir -p "$scratch" "$ANCHOR_OBJ" "$BENCH"
+	make -C "$ANCHOR_SRC" O="$scratch" HOSTCC="ccache gcc" tinyconfig || return 1
+	# shellcheck disable=SC2086
+	"$ANCHOR_SRC/scripts/kconfig/merge_config.sh" -m -O "$scratch" "$scratch/.config" $ANCHOR_FRAGMENTS || return 1
+	make -C "$ANCHOR_SRC" O="$scratch" HOSTCC="ccache gcc" olddefconfig || return 1
+	check_config "$scratch/.config" "$ROOT/harness/config/anchor.config" || return 1
+	check_config "$scratch/.config" "$ROOT/harness/config/base.config" |
+		sed 's/^privmem: \(.*\) did not survive olddefconfig (got \(.*\)); a dependency is missing$/\1: the anchor has \2/' \
+		>"$BENCH/anchor-fragment-differences.txt"
+	if ! cmp -s "$scratch/.config" "$ANCHOR_OBJ/.config"; then
+		cp "$scratch/.config" "$ANCHOR_OBJ/.config"
+		echo "config changed"
+	fi
+}
+
+# The anchor kernel, its headers and its KVM selftests library (built as
+# the dependency of one of its tests).
+anchor_build() {
+	echo "anchor: Debian $ANCHOR_PKG $(anchor_version)"
+	(
+		SRC=$ANCHOR_SRC OBJ=$ANCHOR_OBJ
+		kmake bzImage modules && kmake headers
+	) || return 1
+	make -C "$ANCHOR_SRC/tools/testing/selftests/kvm" -j"$JOBS" \
+		OUTPUT="$ANCHOR_KST/kvm" INSTALL_HDR_PATH="$ANCHOR_OBJ/usr" \
+		KHDR_INCLUDES="-isystem $ANCHOR_OBJ/usr/include" \
+		CC="ccache gcc" EXTRA_CFLAGS=-static LDFLAGS="-static -pthread" \
+		"$ANCHOR_KST/kvm/x86_64/private_mem_conversions_test"
+}
+
+build_anchor() {
+	[ "$(cat "$ANCHOR_SRC/.privmem-source" 2>/dev/null)" = "$(anchor_version)" ] ||
+		step "$LOGS/anchor-import.log" "extracting the anchor, Debian $ANCHOR_PKG $(anchor_version), into ${ANCHOR_SRC#"$ROOT"/}" \
+			import_anchor
+	step "$LOGS/anchor-kconfig.log" "configuring the anchor: tinyconfig + ${ANCHOR_FRAGMENTS//$ROOT\//}" anchor_config
+	step "$LOGS/anchor-build.log" "building the anchor kernel and its selftests library in ${ANCHOR_OBJ#"$ROOT"/}" \
+		anchor_build
+}
+
+# bench_prog KIND TREE HDRS LIBDIR: the benchmark for one kernel, against
+# that kernel's uAPI headers and KVM selftests library, with the same
+# compiler flags for both, so the guest code is the same.
+bench_prog() {
+	local kind=$1 tree=$2 hdrs=$3 lib=$4 kvm=$2/tools/testing/selftests/kvm
+
+	gcc -O2 -g -std=gnu99 -Wall -U_FORTIFY_SOURCE -DCONFIG_64BIT \
+		-fno-builtin-memcmp -fno-builtin-memcpy -fno-builtin-memset -fno-builtin-strnlen \
+		-fno-stack-protector -fno-PIE -fno-strict-aliasing -no-pie -static -pthread \
+		-I"$tree/tools/include" -I"$tree/tools/arch/x86/include" -isystem "$hdrs" \
+		-I"$kvm/include" -I"$kvm/include/x86_64" -I"$kvm/.." \
+		-o "$BENCH/private_mem_bench-$kind" "$BENCH_SRC" "$lib"/lib/*.o "$lib"/lib/x86_64/*.o
+}
+
+# guest_code_of BIN: the benchmark's guest functions (those the compiler
+# kept out of line) as instructions, with the addresses and displacements
+# that the two libraries place differently left out.
+BENCH_GUEST_FUNCS="guest_code guest_convert guest_touch guest_map_range scatter"
+
+guest_code_of() {
+	local sym
+
+	for sym in $BENCH_GUEST_FUNCS; do
+		nm "$1" | grep -qE " [tT] $sym\$" || continue
+		objdump -d --no-show-raw-insn --no-addresses --disassemble="$sym" "$1" |
+			sed -n "/^<$sym>:\$/,/^\$/p" | sed -E 's/0x[0-9a-f]+|\b[0-9a-f]{4,}\b/N/g'
+	done
+}
+
+bench_progs() {
+	mkdir -p "$BENCH" &&
+		bench_prog privmem "$SRC" "$OBJ/usr/include" "$KST/kvm" &&
+		bench_prog guest_memfd "$ANCHOR_SRC" "$ANCHOR_OBJ/usr/include" "$ANCHOR_KST/kvm" || return 1
+	guest_code_of "$BENCH/private_mem_bench-privmem" >"$BENCH/guest-code-privmem.txt"
+	guest_code_of "$BENCH/private_mem_bench-guest_memfd" >"$BENCH/guest-code-guest_memfd.txt"
+	if ! diff -u "$BENCH/guest-code-guest_memfd.txt" "$BENCH/guest-code-privmem.txt"; then
+		echo "privmem: the two builds' guest code differs (above)"
+		return 1
+	fi
+	echo "the guest code of both builds is the same: $(grep -c . "$BENCH/guest-code-privmem.txt") lines in $(grep -c '^<' "$BENCH/guest-code-privmem.txt") functions"
+}
+
+build_bench_progs() {
+	step "$LOGS/bench-build.log" "building the benchmark twice from ${BENCH_SRC#"$ROOT"/}: for privmem and for the anchor" \
+		bench_progs
+}
+
+# The benchmark's workload: the full run by hand, the short one in 'test'.
+BENCH_FULL_ARGS="-n 4096 -t 512 -s 512"
+BENCH_SHORT_ARGS="-n 256 -t 32 -s 32"
+# Before it measures, a benchmark boot waits (in guest time, which -icount
+# lets pass at once when idle) for the kernel to settle on the TSC, which
+# it refines about a second after boot, and says which clock it uses.
+BENCH_CLOCK='cs=/sys/devices/system/clocksource/clocksource0/current_clocksource
+for i in $(seq 20); do [ "$(cat $cs)" = tsc ] && break; sleep 1; done
+echo "privmem: bench clocksource $(cat $cs)"'
+# What a benchmark boot shows as it runs.
+BENCH_FILTER='/bench: [a-z_]+ (workload|[A-H] )|^privmem: (loaded|cannot|bench)/ { print "    " $0; fflush() }'
+
+bench_kernel_label() {
+	case $1 in
+	privmem) echo "privmem (6.1 + this series, $(kernel_release))" ;;
+	guest_memfd) echo "guest_memfd ($ANCHOR_PKG $(anchor_version))" ;;
+	esac
+}
+
+# bench_pack KIND ARGS [SCRIPT]: the initramfs of KIND's benchmark boots,
+# which run SCRIPT, by default the benchmark with ARGS.
+bench_pack() {
+	local kind=$1 args=$2
+
+	(
+		[ "$kind" = privmem ] || { SRC=$ANCHOR_SRC OBJ=$ANCHOR_OBJ; }
+		BENCH_PROG=$BENCH/private_mem_bench-$kind
+		BENCH_SCRIPT="$BENCH_CLOCK
+${3:-"exec /tests/private_mem_bench $args"}"
+		step "$LOGS/initramfs.log" "packing the initramfs of the $kind benchmark ($args)" \
+			build_initramfs "bench-$kind" "$OBJ"
+	)
+}
+
+# bench_boot KIND RUN: boot KIND's kernel in lane $VM with its benchmark;
+# keep the serial log in build/bench/runs/.  Fails if the benchmark did
+# not finish.
+bench_boot() {
+	local kind=$1 run=$2 log problems out=$BENCH_RESULTS/runs/$VM-$1-$2.log
+
+	(
+		[ "$kind" = privmem ] || { SRC=$ANCHOR_SRC OBJ=$ANCHOR_OBJ; }
+		note "==> run $run of $(bench_kernel_label "$kind"), $(lane_label "$VM")"
+		[ "$kind" = privmem ] ||
+			VM_BANNER="privmem: anchor Debian $ANCHOR_PKG $(anchor_version), kernel $(kernel_release)"
+		VM_ICOUNT=1 run_vm "bench-$kind" "$BENCH_LIMIT" "$BENCH_FILTER"
+		log=$(serial_log "bench-$kind")
+		mkdir -p "$BENCH_RESULTS/runs"
+		cp "$log" "$out"
+		grep -q '^privmem: bench exit status 0' "$out" && grep -q "bench: $kind done" "$out"
+	) || {
+		note "FAILED: the $kind benchmark did not finish; see ${out#"$ROOT"/}:"
+		show_bench_failure "$out"
+		return 1
+	}
+	problems=$(scan_kernel_log "$out") && return 0
+	if [ "$kind" = guest_memfd ]; then
+		# The anchor is upstream's kernel, not this series: its reports
+		# (6.12 warns about Bochs's CPU topology at boot) are shown and
+		# kept with the results, not failed.
+		note "    the anchor's kernel reported (6.12's own, kept in ${BENCH_RESULTS#"$ROOT"/}/anchor-problems.txt):"
+		note "$problems"
+		printf '%s\n' "$problems" | sed "s|$ROOT/||" >>"$BENCH_RESULTS/anchor-problems.txt"
+		return 0
+	fi
+	note "FAILED: the privmem kernel reported problems during the benchmark:"
+	note "$problems"
+	return 1
+}
+
+# The lines of a failed benchmark boot that say why.
+show_bench_failure() {
+	local hits
+
+	hits=$(grep -n -m 8 -A 4 -E 'Test Assertion Failure|SKIP|privmem: (bench exit|cannot)|did not finish|Kernel panic|BUG:' "$1")
+	if [ -n "$hits" ]; then
+		printf '%s\n' "$hits" | sed 's/^/    | /'
+	else
+		tail -n 10 "$1" | sed 's/^/    | /'
+	fi
+}
+
+# run_bench RUNS ARGS: RUNS boots of each kernel in lane $VM, alternating,
+# then the report over every lane run so far.  Fails if privmem's runs
+# fail, or the anchor's in the AMD lane; in the Intel lane the anchor's
+# table is shown wherever 6.12 completes under Bochs.
+run_bench() {
+	local runs=$1 args=$2 run kind rc=0
+
+	rm -f "$BENCH_RESULTS/runs/$VM-"*.log
+	for kind in guest_memfd privmem; do
+		bench_pack "$kind" "$args"
+	done
+	for run in $(seq "$runs"); do
+		for kind in guest_memfd privmem; do
+			bench_boot "$kind" "$run" && continue
+			[ "$kind" = guest_memfd ] && [ "$VM" = bochs ] && continue
+			rc=1
+		done
+	done
+	return $rc
+}
+
+# Every difference between the two kernels' configurations.
+bench_config_diff() {
+	echo "Options of harness/config/base.config that the anchor does not have as asked:"
+	if [ -s "$BENCH/anchor-fragment-differences.txt" ]; then
+		sed 's/^/    /' "$BENCH/anchor-fragment-differences.txt"
+	else
+		echo "    none"
+	fi
+	echo "Added for the anchor (harness/config/anchor.config):"
+	grep '^CONFIG_' "$ROOT/harness/config/anchor.config" | sed 's/^/    /'
+	echo "scripts/diffconfig of the two .config files (-: privmem only, +: anchor only, a -> b: set differently):"
+	"$ANCHOR_SRC/scripts/diffconfig" "$OBJ/.config" "$ANCHOR_OBJ/.config" | sed 's/^/    /'
+}
+
+bench_about() {
+	local mode=$1 args=$2 runs=$3 debug
+
+	debug="without the debug options (build/obj-nodebug)"
+	[ "$PRIVMEM_DEBUG" = 1 ] && debug="WITH the debug options of the test kernel (figures not comparable)"
+	cat <<-EOF2
+	Made by \`harness/privmem bench${mode:+ --$mode}\` on $(date -u +%Y-%m-%d) (${runs} boot(s) of each kernel per lane, alternating).
+
+	- **privmem**: Debian $BASE_PKG $(base_version) with this series (composed tree $(git -C "$SRC" rev-parse --short HEAD)), kernel $(kernel_release), built $debug.
+	- **anchor**: upstream guest_memfd in Debian $ANCHOR_PKG $(anchor_version), \`KVM_X86_SW_PROTECTED_VM\`, built without debug options.
+	- **Program**: \`harness/bench/private_mem_bench.c\`, built once against each kernel's headers and KVM selftests library, with the same flags; the guest code is the same, the host differs only in the uAPI it drives. Arguments: \`$args\`.
+	- **VMM policy, the same on both**: to private, \`fallocate()\` the range in the private fd, then \`MADV_DONTNEED\` the shared range (as QEMU does); to shared, punch the range out of the private fd. The anchor sets the memory attributes first (\`KVM_SET_MEMORY_ATTRIBUTES\`), as its design requires, and gets its requests as \`KVM_EXIT_HYPERCALL\`; privmem gets them as \`KVM_EXIT_MEMORY_ERROR\`.
+	- **Phases**: A touches every page once through the shared view; B converts all N to private with one hypercall; C touches every page through the private view; D does, page by page, a hypercall to shared, a shared touch, a hypercall back to private and a private touch; E converts all N to shared with one hypercall; F converts scattered pages to private, one hypercall each; G (privmem only: the anchor has no implicit conversions) makes private accesses to scattered shared pages, each converted by the VMM on its exit; H converts all to private, touches every page and counts what the host holds: shared pages present in the VMM's page tables (\`/proc/self/pagemap\`) plus private pages (the rise of \`Unevictable\` in \`/proc/meminfo\`, which LRU batching can leave up to 15 pages short).
+	- **What the figures model**: the instructions executed on each path, in the VMM, the test VM's kernel and the KVM guest, with one vCPU. They do not model caches, TLBs, memory bandwidth or parallel speedup. The ratio is privmem / anchor: below 1, privmem executes fewer. Spread is (max - min) / mean over the runs.
+	EOF2
+}
+
+# bench_main [short]: build, boot and report, in every lane of $LANES.
+bench_main() {
+	local mode=${1:-} runs=${PRIVMEM_BENCH_RUNS:-2} args=$BENCH_FULL_ARGS rc=0
+
+	# The short mode's results do not replace those of a full run.
+	BENCH_RESULTS=$BENCH
+	if [ "$mode" = short ]; then
+		runs=1 args=$BENCH_SHORT_ARGS BENCH_RESULTS=$BENCH/short
+	fi
+	rm -rf "$BENCH_RESULTS/runs" "$BENCH_RESULTS/anchor-problems.txt"
+	for VM in $LANES; do
+		case $VM in
+		qemu) BENCH_LIMIT=900 ;;
+		bochs) BENCH_LIMIT=2400 ;;
+		esac
+		run_bench "$runs" "$args" || rc=1
+	done
+	rm -f "$BENCH_RESULTS/breakdown.log"
+	if [ -z "$mode" ] && [[ " $LANES " = *" qemu "* ]]; then
+		run_breakdown || rc=1
+	fi
+	bench_config_diff >"$BENCH_RESULTS/config-diff.txt"
+	bench_about "$mode" "$args" "$runs" >"$BENCH_RESULTS/about.md"
+	note "==> the benchmark's tables"
+	[ "$PRIVMEM_DEBUG" = 1 ] &&
+		note "    (privmem runs with the debug options of the test kernel here: a check that the benchmark works, not figures to compare)"
+	python3 "$ROOT/harness/bench/report.py" "$BENCH_RESULTS" --title "privmem vs upstream guest_memfd: conversion benchmark" \
+		--about "$BENCH_RESULTS/about.md" --config-diff "$BENCH_RESULTS/config-diff.txt" || rc=1
+	note "    results: ${BENCH_RESULTS#"$ROOT"/}/results.md, results.csv, ratios.png; boots: ${BENCH_RESULTS#"$ROOT"/}/runs/"
+	return $rc
+}
+
+# bench_short_test: the short benchmark in every lane, as one more test of
+# 'test': it passes when every table could be made.
+bench_short_test() {
+	local n=$((TOTAL_PASS + TOTAL_FAIL + TOTAL_SKIP + 1))
+
+	if bench_main short; then
+		note "ok $n bench --short: the benchmark made its tables in: $LANES"
+		TOTAL_PASS=$((TOTAL_PASS + 1))
+	else
+		note "not ok $n bench --short: the benchmark could not make its tables; see above"
+		TOTAL_FAIL=$((TOTAL_FAIL + 1))
+		return 1
+	fi
+}
+
+# Phase B of privmem step by step: a throwaway build of the composed tree
+# with harness/bench/breakdown.patch, whose knobs skip one step of
+# fallocate() on an inaccessible file, and one boot that runs the
+# benchmark with each step skipped in turn.  AMD lane, full mode only.
+BREAKDOWN=$BENCH/breakdown
+BREAKDOWN_STEPS="none memlock clear invalidate"
+
+breakdown_build() {
+	local wt=$BREAKDOWN/linux obj=$BREAKDOWN/obj
+
+	[ -d "$wt" ] || git -C "$SRC" worktree add -q --detach "$wt" HEAD || return 1
+	git -C "$wt" checkout -q -f --detach "$(git -C "$SRC" rev-parse HEAD)" &&
+		git -C "$wt" apply "$ROOT/harness/bench/breakdown.patch" || return 1
+	mkdir -p "$obj"
+	cp "$OBJ/.config" "$obj/.config"
+	(
+		SRC=$wt OBJ=$obj
+		kmake olddefconfig && kmake bzImage modules
+	)
+}
+
+# The boot's script: every step skipped in turn, twice over.
+breakdown_script() {
+	local p=/sys/module/shmem/parameters s k
+
+	for s in $BREAKDOWN_STEPS $BREAKDOWN_STEPS; do
+		for k in memlock clear invalidate; do
+			echo "echo $([ "$k" = "$s" ] && echo Y || echo N) >$p/bench_skip_$k || exit 1"
+		done
+		echo "echo 'bench: breakdown skip=$s'"
+		echo "/tests/private_mem_bench $BENCH_FULL_ARGS || exit 1"
+	done
+}
+
+run_breakdown() {
+	step "$LOGS/breakdown-build.log" "building privmem with the throwaway knobs of harness/bench/breakdown.patch in ${BREAKDOWN#"$ROOT"/}/obj" \
+		breakdown_build
+	(
+		SRC=$BREAKDOWN/linux OBJ=$BREAKDOWN/obj VM=qemu
+		bench_pack privmem "" "$(breakdown_script)"
+		note "==> phase B step by step: privmem with each step of fallocate() skipped in turn, $(lane_label qemu)"
+		VM_ICOUNT=1 run_vm bench-privmem 1800 '/bench: (breakdown|privmem B )/ { print "    " $0; fflush() }'
+		cp "$(serial_log bench-privmem)" "$BENCH_RESULTS/breakdown.log"
+	)
+	grep -q '^privmem: bench exit status 0' "$BENCH_RESULTS/breakdown.log" || {
+		note "FAILED: the breakdown boot did not finish; see ${BENCH_RESULTS#"$ROOT"/}/breakdown.log:"
+		show_bench_failure "$BENCH_RESULTS/breakdown.log"
+		return 1
+	}
+}
+
+# 'test' builds the anchor and the benchmark while the lanes' VMs run:
+# each VM keeps one core busy, the build takes the others.
+bench_build_start() {
+	local jobs=$(($(nproc) - 1))
+
+	[ "$jobs" -ge 1 ] || jobs=1
+	note "==> building the anchor and the benchmark in the background with -j$jobs while the lanes run (log: ${LOGS#"$ROOT"/}/bench-background.log)"
+	(JOBS=$jobs build_anchor && build_bench_progs) >"$LOGS/bench-background.log" 2>&1 &
+	BENCH_BUILD_PID=$!
+}
+
+bench_build_wait() {
+	local rc=0
+
+	wait "$BENCH_BUILD_PID" || rc=$?
+	note "==> the background build of the anchor and the benchmark:"
+	sed 's/^/    /' "$LOGS/bench-background.log"
+	return $rc
+}
