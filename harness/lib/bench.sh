@@ -280,6 +280,8 @@ bench_main() {
 	bench_config_diff >"$BENCH_RESULTS/config-diff.txt"
 	bench_about "$mode" "$args" "$runs" >"$BENCH_RESULTS/about.md"
 	note "==> the benchmark's tables"
+	note "    VMM policy on both kernels: to private, fallocate() in the private fd, then MADV_DONTNEED of the shared range;"
+	note "    to shared, punch the range out of the private fd (the anchor sets its memory attributes first). Ratio: privmem / anchor."
 	[ "$PRIVMEM_DEBUG" = 1 ] &&
 		note "    (privmem runs with the debug options of the test kernel here: a check that the benchmark works, not figures to compare)"
 	python3 "$ROOT/harness/bench/report.py" "$BENCH_RESULTS" --title "privmem vs upstream guest_memfd: conversion benchmark" \
