@@ -14,9 +14,12 @@
  *
  * The VMM policy is the same on both: a conversion to private allocates
  * the range in the private fd (fallocate) and drops the shared pages
- * (MADV_DONTNEED), as QEMU does; a conversion to shared punches the range
- * out of the private fd.  The anchor also sets the range's memory
- * attributes first, which its design requires.
+ * (MADV_DONTNEED), as this repository's QEMU does for privmem; a
+ * conversion to shared punches the range out of the private fd.  The
+ * anchor also sets the range's memory attributes first, which its design
+ * requires.  With -l the anchor allocates nothing on a conversion to
+ * private, as upstream QEMU does with guest_memfd, whose first private
+ * fault allocates the page.
  *
  * Time is CLOCK_MONOTONIC of the host, taken when the guest reports the
  * start of a phase (GUEST_SYNC) and at the start of the next one.  Under
@@ -48,6 +51,9 @@
 #define BENCH_KERNEL	"privmem"
 #endif
 
+/* The name the results go by: the kernel, and the anchor's VMM policy. */
+static const char *kernel_name = BENCH_KERNEL;
+
 #define SLOT		10
 #define DATA_GPA	0x40000000ULL
 #define SHARED_GVA	0x40000000ULL
@@ -61,18 +67,11 @@
  */
 enum { PH_A, PH_B, PH_C, PH_D, PH_E, PH_F, PH_G, PH_H, PH_END, PH_FAILED };
 
-static const struct {
-	const char *name;
-	const char *unit;
-} phase_info[] = {
-	[PH_A] = { "first touch, shared", "page" },
-	[PH_B] = { "N pages to private, one hypercall", "page" },
-	[PH_C] = { "first touch, private", "page" },
-	[PH_D] = { "4 KiB round trip private-shared-private", "trip" },
-	[PH_E] = { "N pages to shared, one hypercall", "page" },
-	[PH_F] = { "scattered single-page conversions to private", "conversion" },
-	[PH_G] = { "implicit conversions to private", "conversion" },
-	[PH_H] = { "host memory held, all private", "page" },
+/* What each phase's figure is per. */
+static const char *const phase_unit[] = {
+	[PH_A] = "page", [PH_B] = "page", [PH_C] = "page", [PH_D] = "trip",
+	[PH_E] = "page", [PH_F] = "conversion", [PH_G] = "conversion",
+	[PH_H] = "page",
 };
 
 /* The workload, synced to the guest before it runs. */
@@ -234,6 +233,8 @@ struct bench {
 	struct kvm_vcpu *vcpu;
 	int fd;			/* the private pages */
 	uint8_t *hva;		/* the shared pages */
+	int phase;		/* the phase the guest is in */
+	bool lazy;		/* -l: no fallocate() on conversions to private */
 	struct stats_fd vm_stats, vcpu_stats;
 	/* VMM time inside conversions during the current phase, in ns */
 	uint64_t ns_attributes, ns_fallocate, ns_madvise;
@@ -327,6 +328,14 @@ static bool conversion_exit(struct bench *b, uint64_t *gpa, uint64_t *size,
 
 	if (run->exit_reason != KVM_EXIT_MEMORY_ERROR)
 		return false;
+	TEST_ASSERT(!(run->memory.flags & ~(KVM_MEMORY_EXIT_FLAG_PRIVATE |
+					    KVM_MEMORY_EXIT_FLAG_EXPLICIT)),
+		    "unknown memory error flags 0x%llx", run->memory.flags);
+	/* Only phase G converts by access, one page at a time. */
+	TEST_ASSERT(run->memory.flags & KVM_MEMORY_EXIT_FLAG_EXPLICIT ||
+		    (b->phase == PH_G && run->memory.size == PAGE),
+		    "implicit conversion of [0x%llx, +0x%llx) in phase %c",
+		    run->memory.gpa, run->memory.size, 'A' + b->phase);
 	*gpa = run->memory.gpa;
 	*size = run->memory.size;
 	*private = run->memory.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE;
@@ -334,7 +343,12 @@ static bool conversion_exit(struct bench *b, uint64_t *gpa, uint64_t *size,
 }
 #endif
 
-/* The VMM's half of a conversion, the same policy on both kernels. */
+/*
+ * The VMM's half of a conversion, the same policy on both kernels.  With
+ * -l (lazy, the anchor only), a conversion to private allocates nothing
+ * and leaves it to the first private fault, as upstream QEMU does with
+ * guest_memfd.
+ */
 static void convert(struct bench *b, uint64_t gpa, uint64_t size, bool private)
 {
 	uint64_t off = gpa - DATA_GPA, t;
@@ -343,10 +357,12 @@ static void convert(struct bench *b, uint64_t gpa, uint64_t size, bool private)
 	TEST_ASSERT(gpa >= DATA_GPA && off + size <= npages * PAGE,
 		    "conversion of [0x%lx, +0x%lx) outside the benchmark's memory",
 		    gpa, size);
-	t = now_ns();
-	TEST_ASSERT(!fallocate(b->fd, mode, off, size),
-		    "fallocate(mode 0x%x, 0x%lx, 0x%lx) failed", mode, off, size);
-	b->ns_fallocate += now_ns() - t;
+	if (!private || !b->lazy) {
+		t = now_ns();
+		TEST_ASSERT(!fallocate(b->fd, mode, off, size),
+			    "fallocate(mode 0x%x, 0x%lx, 0x%lx) failed", mode, off, size);
+		b->ns_fallocate += now_ns() - t;
+	}
 	if (!private)
 		return;
 	t = now_ns();
@@ -397,11 +413,27 @@ static void counters(struct bench *b, int64_t val[NR_COUNTERS])
 	stats_read(&b->vcpu_stats, val);
 }
 
+static void write_sysctl(const char *path)
+{
+	int fd = open(path, O_WRONLY);
+
+	TEST_ASSERT(fd >= 0 && write(fd, "1", 1) == 1, "cannot write %s", path);
+	close(fd);
+}
+
+/*
+ * A /proc/meminfo field once every CPU's LRU batches are drained (which
+ * compact_memory does first) and its per-CPU counters folded in.
+ */
 static long meminfo_kb(const char *field)
 {
 	char line[128];
 	long kb = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
+	FILE *f;
+
+	write_sysctl("/proc/sys/vm/compact_memory");
+	write_sysctl("/proc/sys/vm/stat_refresh");
+	f = fopen("/proc/meminfo", "r");
 
 	TEST_ASSERT(f, "cannot open /proc/meminfo");
 	while (fgets(line, sizeof(line), f))
@@ -436,8 +468,8 @@ static void print_phase(int phase, double value, const int64_t before[],
 {
 	uint32_t j;
 
-	printf("bench: %s %c %.0f %s", BENCH_KERNEL, 'A' + phase, value,
-	       phase_info[phase].unit);
+	printf("bench: %s %c %.0f %s", kernel_name, 'A' + phase, value,
+	       phase_unit[phase]);
 	for (j = 0; j < NR_COUNTERS; j++) {
 		if (after[j] < 0)
 			printf(" %s=-", counter_names[j]);
@@ -476,17 +508,17 @@ static void report_phase(struct bench *b, int phase, uint64_t ns,
 		priv = (meminfo_kb("Unevictable") - unevictable_kb) / 4;
 		print_phase(phase, shared + priv, before, after);
 		printf("bench: %s H-split shared=%lu private=%ld\n",
-		       BENCH_KERNEL, shared, priv);
+		       kernel_name, shared, priv);
 	} else if (phase == PH_G && !implicit_conversions) {
 		printf("bench: %s G - conversion (no implicit conversions)\n",
-		       BENCH_KERNEL);
+		       kernel_name);
 	} else {
 		print_phase(phase, (double)ns / n, before, after);
 	}
 	if (phase != PH_B)
 		return;
 	printf("bench: %s B-split attributes=%.0f fallocate=%.0f",
-	       BENCH_KERNEL, (double)b->ns_attributes / n,
+	       kernel_name, (double)b->ns_attributes / n,
 	       (double)b->ns_fallocate / n);
 	printf(" madvise=%.0f rest=%.0f\n", (double)b->ns_madvise / n,
 	       (double)(ns - b->ns_attributes - b->ns_fallocate -
@@ -495,8 +527,10 @@ static void report_phase(struct bench *b, int phase, uint64_t ns,
 
 static void help(const char *prog)
 {
-	fprintf(stderr, "usage: %s [-n pages] [-t trips] [-s scattered]\n"
-		"  pages: a power of two, at least 2 * scattered and trips\n",
+	fprintf(stderr, "usage: %s [-n pages] [-t trips] [-s scattered] [-l]\n"
+		"  pages: a power of two, at least 2 * scattered and trips;\n"
+		"  trips and scattered: at least 1;\n"
+		"  -l (guest_memfd only): no fallocate() on conversions to private\n",
 		prog);
 	exit(KSFT_FAIL);
 }
@@ -505,11 +539,22 @@ int main(int argc, char *argv[])
 {
 	int64_t before[NR_COUNTERS], after[NR_COUNTERS];
 	uint64_t start = 0, end, unevictable_kb;
-	struct bench b = { 0 };
+	struct bench b = { .phase = -1 };
 	int opt, phase = -1, next;
+	struct ucall uc;
 
-	while ((opt = getopt(argc, argv, "n:t:s:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:t:s:l")) != -1) {
 		switch (opt) {
+		case 'l':
+#ifdef KVM_CAP_GUEST_MEMFD
+			b.lazy = true;
+			kernel_name = BENCH_KERNEL "_lazy";
+			break;
+#else
+			/* A privmem gfn is private because it is allocated. */
+			fprintf(stderr, "-l is for guest_memfd only\n");
+			exit(KSFT_FAIL);
+#endif
 		case 'n':
 			npages = strtoull(optarg, NULL, 0);
 			break;
@@ -523,8 +568,8 @@ int main(int argc, char *argv[])
 			help(argv[0]);
 		}
 	}
-	if (!npages || npages & (npages - 1) || 2 * scattered > npages ||
-	    trips > npages)
+	if (!npages || npages & (npages - 1) || !trips || !scattered ||
+	    2 * scattered > npages || trips > npages)
 		help(argv[0]);
 
 	unevictable_kb = meminfo_kb("Unevictable");
@@ -539,7 +584,7 @@ int main(int argc, char *argv[])
 	stats_open(&b.vcpu_stats, b.vcpu->fd);
 
 	printf("bench: %s workload pages=%lu trips=%lu scattered=%lu hypercall=%s\n",
-	       BENCH_KERNEL, npages, trips, scattered,
+	       kernel_name, npages, trips, scattered,
 	       use_vmmcall ? "vmmcall" : "vmcall");
 	for (;;) {
 		next = run_to_sync(&b);
@@ -554,6 +599,7 @@ int main(int argc, char *argv[])
 		if (next == PH_END)
 			break;
 		phase = next;
+		b.phase = phase;
 		counters(&b, before);
 		b.ns_attributes = 0;
 		b.ns_fallocate = 0;
@@ -563,13 +609,10 @@ int main(int argc, char *argv[])
 	}
 	/* The guest finishes after the last phase. */
 	vcpu_run(b.vcpu);
-	{
-		struct ucall uc;
-
-		TEST_ASSERT(get_ucall(b.vcpu, &uc) == UCALL_DONE,
-			    "guest did not finish");
-	}
+	TEST_ASSERT(get_ucall(b.vcpu, &uc) == UCALL_DONE, "guest did not finish");
+	close(b.vm_stats.fd);
+	close(b.vcpu_stats.fd);
 	kvm_vm_free(b.vm);
-	printf("bench: %s done\n", BENCH_KERNEL);
+	printf("bench: %s done\n", kernel_name);
 	return 0;
 }

@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 
-KERNELS = ("guest_memfd", "privmem")
+KERNELS = ("guest_memfd", "guest_memfd_lazy", "privmem")
 PHASES = {
     "A": "first touch, shared",
     "B": "N pages to private, one hypercall",
@@ -26,18 +26,18 @@ PHASES = {
     "E": "N pages to shared, one hypercall",
     "F": "scattered single-page conversions to private",
     "G": "implicit conversions to private",
-    "H": "host memory held, all private",
+    "H": "host pages held for guest data, all private",
 }
 LANES = {
     "qemu": ("AMD lane (QEMU TCG -icount shift=0,sleep=off: SVM, NPT)",
              "virtual ns: 1 ns is 1 instruction"),
     "bochs": ("Intel lane (Bochs, clock sync=none: VMX, EPT)",
-              "virtual ns: 1 ns is 0.1 instruction (ips=100000000)"),
+              "virtual ns: {ns} ns is 1 instruction (ips={ips})"),
 }
 COUNTERS = ("exits", "hypercalls", "pf_taken", "pf_fixed", "pages_4k",
             "private_mem_faults", "private_mem_shared_faults",
             "private_mem_zapped_pages")
-LINE = re.compile(r"bench: (guest_memfd|privmem) (.*)$")
+LINE = re.compile(r"bench: (guest_memfd_lazy|guest_memfd|privmem) (.*)$")
 
 
 def parse_run(path):
@@ -109,28 +109,38 @@ def lane_rows(kernels):
     rows = []
     for phase, what in PHASES.items():
         anchor = values(kernels.get("guest_memfd", []), phase)
+        lazy = values(kernels.get("guest_memfd_lazy", []), phase)
         ours = values(kernels.get("privmem", []), phase)
         a = statistics.mean(anchor) if anchor else None
+        lz = statistics.mean(lazy) if lazy else None
         p = statistics.mean(ours) if ours else None
-        ratio = p / a if a and p is not None else None
         rows.append({
             "phase": phase, "what": what,
             "unit": unit_of(kernels.get("privmem", []), phase),
-            "anchor": a, "privmem": p, "ratio": ratio,
-            "anchor_spread": spread(anchor), "privmem_spread": spread(ours),
-            "anchor_runs": len(anchor), "privmem_runs": len(ours),
+            "anchor": a, "lazy": lz, "privmem": p,
+            "ratio": p / a if a and p is not None else None,
+            "lazy_ratio": p / lz if lz and p is not None else None,
+            "anchor_spread": spread(anchor), "lazy_spread": spread(lazy),
+            "privmem_spread": spread(ours),
+            "anchor_runs": len(anchor), "lazy_runs": len(lazy),
+            "privmem_runs": len(ours),
         })
     return rows
 
 
+def fmt_ratio(v):
+    return f"**{v:.2f}**" if v and v > 1.02 else fmt(v, 2)
+
+
 def table(rows):
-    out = ["| phase | unit | 6.12 guest_memfd | privmem | ratio | spread (anchor / privmem) |",
-           "|---|---|---:|---:|---:|---|"]
+    out = ["| phase | unit | 6.12 guest_memfd | privmem | ratio | guest_memfd, upstream policy | "
+           "ratio to it | spread (anchor / privmem / upstream policy) |",
+           "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        ratio = f"**{r['ratio']:.2f}**" if r["ratio"] and r["ratio"] > 1.02 else fmt(r["ratio"], 2)
         out.append(f"| {r['phase']} {r['what']} | {r['unit']} | {fmt(r['anchor'])} | "
-                   f"{fmt(r['privmem'])} | {ratio} | "
-                   f"{fmt_spread(r['anchor_spread'])} / {fmt_spread(r['privmem_spread'])} |")
+                   f"{fmt(r['privmem'])} | {fmt_ratio(r['ratio'])} | {fmt(r['lazy'])} | "
+                   f"{fmt_ratio(r['lazy_ratio'])} | {fmt_spread(r['anchor_spread'])} / "
+                   f"{fmt_spread(r['privmem_spread'])} / {fmt_spread(r['lazy_spread'])} |")
     return out
 
 
@@ -207,14 +217,16 @@ def breakdown(path):
             continue
         cost = full["fallocate"] - mean[name]["fallocate"]
         steps += cost
-        rows.append((what, cost))
+        rows.append((what, cost, full["B"] - mean[name]["B"]))
     rows.insert(0, ("allocation: the rest of fallocate() (folio allocation, "
-                    "page cache, accounting)", full["fallocate"] - steps))
-    rows.append(("MADV_DONTNEED of the shared side (VMM)", full["madvise"]))
-    rows.append(("exit round trip and the rest (exit, VMM loop, guest)", full["rest"]))
-    out = ["| step of privmem's phase B | ns/page | share |", "|---|---:|---:|"]
-    out += [f"| {what} | {fmt(cost)} | {100 * cost / full['B']:.0f}% |" for what, cost in rows]
-    out.append(f"| **phase B in all** | {fmt(full['B'])} | 100% |")
+                    "page cache, accounting)", full["fallocate"] - steps, None))
+    rows.append(("MADV_DONTNEED of the shared side (VMM)", full["madvise"], None))
+    rows.append(("exit round trip and the rest (exit, VMM loop, guest)", full["rest"], None))
+    out = ["| step of privmem's phase B | ns/page | share of B | B saves without it |",
+           "|---|---:|---:|---:|"]
+    out += [f"| {what} | {fmt(cost)} | {100 * cost / full['B']:.0f}% | {fmt(saved)} |"
+            for what, cost, saved in rows]
+    out.append(f"| **phase B in all** | {fmt(full['B'])} | 100% | |")
     return out
 
 
@@ -245,7 +257,7 @@ def chart(bench, lanes_rows):
         for i, lane in enumerate(lanes))
     script = f"""set terminal pngcairo size 960,480 font ',11' noenhanced
 set output '{os.path.join(bench, 'ratios.png')}'
-set title 'privmem / 6.12 guest_memfd, instructions per phase (below 1: privmem executes fewer)'
+set title 'privmem / 6.12 guest_memfd, same VMM policy (A-F: instructions, H: pages held; below 1: privmem needs fewer)'
 set xtics rotate by -25 scale 0
 set bmargin 6
 set style data histograms
@@ -258,8 +270,13 @@ set grid ytics
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 2
 plot {plot}
 """
-    subprocess.run(["gnuplot"], input=script, text=True, check=True)
-    os.unlink(data)
+    try:
+        subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"privmem: bench: no chart: gnuplot failed: {e}", file=sys.stderr)
+        return False
+    finally:
+        os.unlink(data)
     return True
 
 
@@ -270,6 +287,7 @@ def main():
     ap.add_argument("--about", required=True,
                     help="a file of markdown to put before the tables")
     ap.add_argument("--config-diff", required=True)
+    ap.add_argument("--bochs-ips", type=int, required=True)
     args = ap.parse_args()
 
     lanes = load(args.bench)
@@ -281,25 +299,31 @@ def main():
     with open(os.path.join(args.bench, "results.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["lane", "phase", "description", "unit", "guest_memfd", "privmem",
-                    "ratio", "guest_memfd_spread_pct", "privmem_spread_pct",
-                    "guest_memfd_runs", "privmem_runs"])
+                    "ratio", "guest_memfd_lazy", "ratio_lazy", "guest_memfd_spread_pct",
+                    "privmem_spread_pct", "guest_memfd_lazy_spread_pct",
+                    "guest_memfd_runs", "privmem_runs", "guest_memfd_lazy_runs"])
         for lane, (label, clock) in LANES.items():
             if lane not in lanes:
                 continue
+            clock = clock.format(ns=f"{1e9 / args.bochs_ips:g}", ips=args.bochs_ips)
             kernels = lanes[lane]
             rows = lane_rows(kernels)
             lanes_rows[lane] = rows
+            def num(v, digits):
+                return "" if v is None else f"{v:.{digits}f}"
             for r in rows:
                 w.writerow([lane, r["phase"], r["what"], r["unit"],
-                            "" if r["anchor"] is None else f"{r['anchor']:.1f}",
-                            "" if r["privmem"] is None else f"{r['privmem']:.1f}",
-                            "" if r["ratio"] is None else f"{r['ratio']:.4f}",
-                            "" if r["anchor_spread"] is None else f"{r['anchor_spread']:.2f}",
-                            "" if r["privmem_spread"] is None else f"{r['privmem_spread']:.2f}",
-                            r["anchor_runs"], r["privmem_runs"]])
+                            num(r["anchor"], 1), num(r["privmem"], 1), num(r["ratio"], 4),
+                            num(r["lazy"], 1), num(r["lazy_ratio"], 4),
+                            num(r["anchor_spread"], 2), num(r["privmem_spread"], 2),
+                            num(r["lazy_spread"], 2), r["anchor_runs"], r["privmem_runs"],
+                            r["lazy_runs"]])
             workload = next((r["workload"] for k in KERNELS for r in kernels.get(k, [])), "?")
             runs = ", ".join(f"{k} {len(kernels.get(k, []))}" for k in KERNELS)
-            clocks = ", ".join(sorted({r["clock"] for k in KERNELS for r in kernels.get(k, [])}))
+            clockset = {r["clock"] for k in KERNELS for r in kernels.get(k, [])}
+            clocks = ", ".join(sorted(clockset))
+            if len(clockset) > 1:
+                failed.append(f"{lane}: the boots ran on different clocksources ({clocks})")
             md += [f"## {label}", "", f"Time in {clock}, CLOCK_MONOTONIC on clocksource "
                    f"{clocks}. Workload: {workload}. Complete boots: {runs}.", ""]
             if not kernels.get("guest_memfd"):
@@ -346,7 +370,8 @@ def main():
     with open(os.path.join(args.bench, "results.md"), "w") as f:
         f.write("\n".join(md))
     for lane, rows in lanes_rows.items():
-        print(f"==> {LANES[lane][0]}, {LANES[lane][1]}")
+        clock = LANES[lane][1].format(ns=f"{1e9 / args.bochs_ips:g}", ips=args.bochs_ips)
+        print(f"==> {LANES[lane][0]}, {clock}")
         print("\n".join("    " + line for line in table(rows)))
     if not lanes:
         failed.append("no benchmark boot completed")

@@ -95,10 +95,11 @@ bench_prog() {
 BENCH_GUEST_FUNCS="guest_code guest_convert guest_touch guest_map_range scatter"
 
 guest_code_of() {
-	local sym
+	local sym syms
 
+	syms=$(nm "$1") || return 1
 	for sym in $BENCH_GUEST_FUNCS; do
-		nm "$1" | grep -qE " [tT] $sym\$" || continue
+		grep -E " [tT] $sym\$" <<<"$syms" >/dev/null || continue
 		objdump -d --no-show-raw-insn --no-addresses --disassemble="$sym" "$1" |
 			sed -n "/^<$sym>:\$/,/^\$/p" | sed -E 's/0x[0-9a-f]+|\b[0-9a-f]{4,}\b/N/g'
 	done
@@ -110,11 +111,15 @@ bench_progs() {
 		bench_prog guest_memfd "$ANCHOR_SRC" "$ANCHOR_OBJ/usr/include" "$ANCHOR_KST/kvm" || return 1
 	guest_code_of "$BENCH/private_mem_bench-privmem" >"$BENCH/guest-code-privmem.txt"
 	guest_code_of "$BENCH/private_mem_bench-guest_memfd" >"$BENCH/guest-code-guest_memfd.txt"
+	if ! grep -q '^<guest_code>:$' "$BENCH/guest-code-privmem.txt"; then
+		echo "privmem: no guest_code in the disassembly of the privmem build"
+		return 1
+	fi
 	if ! diff -u "$BENCH/guest-code-guest_memfd.txt" "$BENCH/guest-code-privmem.txt"; then
 		echo "privmem: the two builds' guest code differs (above)"
 		return 1
 	fi
-	echo "the guest code of both builds is the same: $(grep -c . "$BENCH/guest-code-privmem.txt") lines in $(grep -c '^<' "$BENCH/guest-code-privmem.txt") functions"
+	echo "the benchmark's own guest functions are the same instructions in both builds: $(grep -c . "$BENCH/guest-code-privmem.txt") lines in $(grep -c '^<' "$BENCH/guest-code-privmem.txt") functions"
 }
 
 build_bench_progs() {
@@ -134,10 +139,25 @@ echo "privmem: bench clocksource $(cat $cs)"'
 # What a benchmark boot shows as it runs.
 BENCH_FILTER='/bench: [a-z_]+ (workload|[A-H] )|^privmem: (loaded|cannot|bench)/ { print "    " $0; fflush() }'
 
+# The three kinds of boot: privmem, the anchor with the same VMM policy,
+# and the anchor with upstream QEMU's policy (no fallocate() on a
+# conversion to private: the benchmark's -l).
+BENCH_KINDS="guest_memfd guest_memfd_lazy privmem"
+
 bench_kernel_label() {
 	case $1 in
 	privmem) echo "privmem (6.1 + this series, $(kernel_release))" ;;
 	guest_memfd) echo "guest_memfd ($ANCHOR_PKG $(anchor_version))" ;;
+	guest_memfd_lazy) echo "guest_memfd ($ANCHOR_PKG $(anchor_version)) with upstream QEMU's policy" ;;
+	esac
+}
+
+# bench_use KIND: the kernel tree and program of KIND's boots.
+bench_use() {
+	case $1 in
+	privmem) BENCH_PROG=$BENCH/private_mem_bench-privmem BENCH_OPTS= ;;
+	guest_memfd) SRC=$ANCHOR_SRC OBJ=$ANCHOR_OBJ BENCH_PROG=$BENCH/private_mem_bench-guest_memfd BENCH_OPTS= ;;
+	guest_memfd_lazy) SRC=$ANCHOR_SRC OBJ=$ANCHOR_OBJ BENCH_PROG=$BENCH/private_mem_bench-guest_memfd BENCH_OPTS=-l ;;
 	esac
 }
 
@@ -147,10 +167,9 @@ bench_pack() {
 	local kind=$1 args=$2
 
 	(
-		[ "$kind" = privmem ] || { SRC=$ANCHOR_SRC OBJ=$ANCHOR_OBJ; }
-		BENCH_PROG=$BENCH/private_mem_bench-$kind
+		bench_use "$kind"
 		BENCH_SCRIPT="$BENCH_CLOCK
-${3:-"exec /tests/private_mem_bench $args"}"
+${3:-"exec /tests/private_mem_bench $args $BENCH_OPTS"}"
 		step "$LOGS/initramfs.log" "packing the initramfs of the $kind benchmark ($args)" \
 			build_initramfs "bench-$kind" "$OBJ"
 	)
@@ -163,7 +182,7 @@ bench_boot() {
 	local kind=$1 run=$2 log problems out=$BENCH_RESULTS/runs/$VM-$1-$2.log
 
 	(
-		[ "$kind" = privmem ] || { SRC=$ANCHOR_SRC OBJ=$ANCHOR_OBJ; }
+		bench_use "$kind"
 		note "==> run $run of $(bench_kernel_label "$kind"), $(lane_label "$VM")"
 		[ "$kind" = privmem ] ||
 			VM_BANNER="privmem: anchor Debian $ANCHOR_PKG $(anchor_version), kernel $(kernel_release)"
@@ -178,7 +197,7 @@ bench_boot() {
 		return 1
 	}
 	problems=$(scan_kernel_log "$out") && return 0
-	if [ "$kind" = guest_memfd ]; then
+	if [ "$kind" != privmem ]; then
 		# The anchor is upstream's kernel, not this series: its reports
 		# (6.12 warns about Bochs's CPU topology at boot) are shown and
 		# kept with the results, not failed.
@@ -204,7 +223,7 @@ show_bench_failure() {
 	fi
 }
 
-# run_bench RUNS ARGS: RUNS boots of each kernel in lane $VM, alternating,
+# run_bench RUNS ARGS: RUNS boots of each kind in lane $VM, alternating,
 # then the report over every lane run so far.  Fails if privmem's runs
 # fail, or the anchor's in the AMD lane; in the Intel lane the anchor's
 # table is shown wherever 6.12 completes under Bochs.
@@ -212,13 +231,13 @@ run_bench() {
 	local runs=$1 args=$2 run kind rc=0
 
 	rm -f "$BENCH_RESULTS/runs/$VM-"*.log
-	for kind in guest_memfd privmem; do
-		bench_pack "$kind" "$args"
+	for kind in $BENCH_KINDS; do
+		bench_pack "$kind" "$args" || return 1
 	done
 	for run in $(seq "$runs"); do
-		for kind in guest_memfd privmem; do
+		for kind in $BENCH_KINDS; do
 			bench_boot "$kind" "$run" && continue
-			[ "$kind" = guest_memfd ] && [ "$VM" = bochs ] && continue
+			[ "$kind" != privmem ] && [ "$VM" = bochs ] && continue
 			rc=1
 		done
 	done
@@ -239,6 +258,20 @@ bench_config_diff() {
 	"$ANCHOR_SRC/scripts/diffconfig" "$OBJ/.config" "$ANCHOR_OBJ/.config" | sed 's/^/    /'
 }
 
+# What the terminal shows of the configuration differences: all but the
+# symbols that only one of the two kernel versions has.
+bench_config_summary() {
+	local only
+
+	only=$(grep -cE '^    [-+][A-Z0-9_]+ (n|[0-9"].*)$' "$1")
+	note "==> how the two kernels' configurations differ (every line: ${1#"$ROOT"/})"
+	grep -v -E '^    [-+][A-Z0-9_]+ ' "$1" | sed 's/^/    /'
+	note "        on in one kernel only (-: privmem, +: anchor):"
+	grep -E '^    [-+][A-Z0-9_]+ (y|m)$' "$1" | awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $1 } END { print "" }' |
+		fold -s -w 90 | sed -e 's/ *$//' -e 's/^/            /'
+	note "        ... and $only symbols of one kernel only that are off or have a value"
+}
+
 bench_about() {
 	local mode=$1 args=$2 runs=$3 debug
 
@@ -250,8 +283,8 @@ bench_about() {
 	- **privmem**: Debian $BASE_PKG $(base_version) with this series (composed tree $(git -C "$SRC" rev-parse --short HEAD)), kernel $(kernel_release), built $debug.
 	- **anchor**: upstream guest_memfd in Debian $ANCHOR_PKG $(anchor_version), \`KVM_X86_SW_PROTECTED_VM\`, built without debug options.
 	- **Program**: \`harness/bench/private_mem_bench.c\`, built once against each kernel's headers and KVM selftests library, with the same flags; the guest code is the same, the host differs only in the uAPI it drives. Arguments: \`$args\`.
-	- **VMM policy, the same on both**: to private, \`fallocate()\` the range in the private fd, then \`MADV_DONTNEED\` the shared range (as QEMU does); to shared, punch the range out of the private fd. The anchor sets the memory attributes first (\`KVM_SET_MEMORY_ATTRIBUTES\`), as its design requires, and gets its requests as \`KVM_EXIT_HYPERCALL\`; privmem gets them as \`KVM_EXIT_MEMORY_ERROR\`.
-	- **Phases**: A touches every page once through the shared view; B converts all N to private with one hypercall; C touches every page through the private view; D does, page by page, a hypercall to shared, a shared touch, a hypercall back to private and a private touch; E converts all N to shared with one hypercall; F converts scattered pages to private, one hypercall each; G (privmem only: the anchor has no implicit conversions) makes private accesses to scattered shared pages, each converted by the VMM on its exit; H converts all to private, touches every page and counts what the host holds: shared pages present in the VMM's page tables (\`/proc/self/pagemap\`) plus private pages (the rise of \`Unevictable\` in \`/proc/meminfo\`, which LRU batching can leave up to 15 pages short).
+	- **VMM policy, the same on both**: to private, \`fallocate()\` the range in the private fd, then \`MADV_DONTNEED\` the shared range (as this repository's QEMU does for privmem); to shared, punch the range out of the private fd. The anchor sets the memory attributes first (\`KVM_SET_MEMORY_ATTRIBUTES\`), as its design requires, and gets its requests as \`KVM_EXIT_HYPERCALL\`; privmem gets them as \`KVM_EXIT_MEMORY_ERROR\`. Upstream QEMU does not \`fallocate()\` guest_memfd on a conversion to private: its first private fault allocates the page. The column "guest_memfd, upstream policy" is the anchor run that way (the benchmark's \`-l\`); the ratio is against the same policy.
+	- **Phases**: A touches every page once through the shared view; B converts all N to private with one hypercall; C touches every page through the private view; D does, page by page, a hypercall to shared, a shared touch, a hypercall back to private and a private touch; E converts all N to shared with one hypercall; F converts scattered pages to private, one hypercall each; G (privmem only: the anchor has no implicit conversions) makes private accesses to scattered shared pages, each converted by the VMM on its exit; H converts all to private, touches every page and counts the pages the host holds for the guest's data: shared pages present in the VMM's page tables (\`/proc/self/pagemap\`) plus private pages (the rise of \`Unevictable\` in \`/proc/meminfo\`, read after \`compact_memory\` drains the LRU batches and \`stat_refresh\` folds the per-CPU counters). Page tables, SPTEs and the anchor's attribute xarray are not counted.
 	- **What the figures model**: the instructions executed on each path, in the VMM, the test VM's kernel and the KVM guest, with one vCPU. They do not model caches, TLBs, memory bandwidth or parallel speedup. The ratio is privmem / anchor: below 1, privmem executes fewer. Spread is (max - min) / mean over the runs.
 	EOF2
 }
@@ -265,6 +298,10 @@ bench_main() {
 	if [ "$mode" = short ]; then
 		runs=1 args=$BENCH_SHORT_ARGS BENCH_RESULTS=$BENCH/short
 	fi
+	case $runs in
+	'' | *[!0-9]* | 0) die "PRIVMEM_BENCH_RUNS=$runs: give a number of boots, at least 1" ;;
+	esac
+	mkdir -p "$BENCH_RESULTS"
 	rm -rf "$BENCH_RESULTS/runs" "$BENCH_RESULTS/anchor-problems.txt"
 	for VM in $LANES; do
 		case $VM in
@@ -278,6 +315,7 @@ bench_main() {
 		run_breakdown || rc=1
 	fi
 	bench_config_diff >"$BENCH_RESULTS/config-diff.txt"
+	bench_config_summary "$BENCH_RESULTS/config-diff.txt"
 	bench_about "$mode" "$args" "$runs" >"$BENCH_RESULTS/about.md"
 	note "==> the benchmark's tables"
 	note "    VMM policy on both kernels: to private, fallocate() in the private fd, then MADV_DONTNEED of the shared range;"
@@ -285,6 +323,7 @@ bench_main() {
 	[ "$PRIVMEM_DEBUG" = 1 ] &&
 		note "    (privmem runs with the debug options of the test kernel here: a check that the benchmark works, not figures to compare)"
 	python3 "$ROOT/harness/bench/report.py" "$BENCH_RESULTS" --title "privmem vs upstream guest_memfd: conversion benchmark" \
+		--bochs-ips "$BOCHS_IPS" \
 		--about "$BENCH_RESULTS/about.md" --config-diff "$BENCH_RESULTS/config-diff.txt" || rc=1
 	note "    results: ${BENCH_RESULTS#"$ROOT"/}/results.md, results.csv, ratios.png; boots: ${BENCH_RESULTS#"$ROOT"/}/runs/"
 	return $rc
@@ -315,7 +354,12 @@ BREAKDOWN_STEPS="none memlock clear invalidate"
 breakdown_build() {
 	local wt=$BREAKDOWN/linux obj=$BREAKDOWN/obj
 
-	[ -d "$wt" ] || git -C "$SRC" worktree add -q --detach "$wt" HEAD || return 1
+	# A re-imported base leaves the old work tree without its repository.
+	if ! git -C "$wt" rev-parse -q --verify HEAD >/dev/null 2>&1; then
+		rm -rf "$wt"
+		git -C "$SRC" worktree prune
+		git -C "$SRC" worktree add -q --detach "$wt" HEAD || return 1
+	fi
 	git -C "$wt" checkout -q -f --detach "$(git -C "$SRC" rev-parse HEAD)" &&
 		git -C "$wt" apply "$ROOT/harness/bench/breakdown.patch" || return 1
 	mkdir -p "$obj"
@@ -326,10 +370,12 @@ breakdown_build() {
 	)
 }
 
-# The boot's script: every step skipped in turn, twice over.
+# The boot's script: one run to warm up, whose figures are left out, then
+# every step skipped in turn, twice over.
 breakdown_script() {
 	local p=/sys/module/shmem/parameters s k
 
+	echo "/tests/private_mem_bench $BENCH_FULL_ARGS >/dev/null || exit 1"
 	for s in $BREAKDOWN_STEPS $BREAKDOWN_STEPS; do
 		for k in memlock clear invalidate; do
 			echo "echo $([ "$k" = "$s" ] && echo Y || echo N) >$p/bench_skip_$k || exit 1"
@@ -340,11 +386,11 @@ breakdown_script() {
 }
 
 run_breakdown() {
-	step "$LOGS/breakdown-build.log" "building privmem with the throwaway knobs of harness/bench/breakdown.patch in ${BREAKDOWN#"$ROOT"/}/obj" \
-		breakdown_build
+	(step "$LOGS/breakdown-build.log" "building privmem with the throwaway knobs of harness/bench/breakdown.patch in ${BREAKDOWN#"$ROOT"/}/obj" \
+		breakdown_build) || return 1
 	(
 		SRC=$BREAKDOWN/linux OBJ=$BREAKDOWN/obj VM=qemu
-		bench_pack privmem "" "$(breakdown_script)"
+		bench_pack privmem "" "$(breakdown_script)" || exit 1
 		note "==> phase B step by step: privmem with each step of fallocate() skipped in turn, $(lane_label qemu)"
 		VM_ICOUNT=1 run_vm bench-privmem 1800 '/bench: (breakdown|privmem B )/ { print "    " $0; fflush() }'
 		cp "$(serial_log bench-privmem)" "$BENCH_RESULTS/breakdown.log"
@@ -371,7 +417,24 @@ bench_build_wait() {
 	local rc=0
 
 	wait "$BENCH_BUILD_PID" || rc=$?
+	BENCH_BUILD_PID=
 	note "==> the background build of the anchor and the benchmark:"
 	sed 's/^/    /' "$LOGS/bench-background.log"
 	return $rc
+}
+
+# bench_build_stop: when 'test' stops early, the background build and
+# everything it started stop with it.
+bench_build_stop() {
+	[ -n "${BENCH_BUILD_PID:-}" ] && kill_tree "$BENCH_BUILD_PID"
+	return 0
+}
+
+kill_tree() {
+	local child
+
+	for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+		kill_tree "$child"
+	done
+	kill "$1" 2>/dev/null
 }
