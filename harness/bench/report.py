@@ -291,6 +291,8 @@ def main():
     args = ap.parse_args()
 
     lanes = load(args.bench)
+    clocks_of = {lane: clock.format(ns=f"{1e9 / args.bochs_ips:g}", ips=args.bochs_ips)
+                 for lane, (_, clock) in LANES.items()}
     failed = []
     md = [f"# {args.title}", ""]
     with open(args.about) as f:
@@ -302,10 +304,10 @@ def main():
                     "ratio", "guest_memfd_lazy", "ratio_lazy", "guest_memfd_spread_pct",
                     "privmem_spread_pct", "guest_memfd_lazy_spread_pct",
                     "guest_memfd_runs", "privmem_runs", "guest_memfd_lazy_runs"])
-        for lane, (label, clock) in LANES.items():
+        for lane, (label, _) in LANES.items():
             if lane not in lanes:
                 continue
-            clock = clock.format(ns=f"{1e9 / args.bochs_ips:g}", ips=args.bochs_ips)
+            clock = clocks_of[lane]
             kernels = lanes[lane]
             rows = lane_rows(kernels)
             lanes_rows[lane] = rows
@@ -370,8 +372,7 @@ def main():
     with open(os.path.join(args.bench, "results.md"), "w") as f:
         f.write("\n".join(md))
     for lane, rows in lanes_rows.items():
-        clock = LANES[lane][1].format(ns=f"{1e9 / args.bochs_ips:g}", ips=args.bochs_ips)
-        print(f"==> {LANES[lane][0]}, {clock}")
+        print(f"==> {LANES[lane][0]}, {clocks_of[lane]}")
         print("\n".join("    " + line for line in table(rows)))
     if not lanes:
         failed.append("no benchmark boot completed")

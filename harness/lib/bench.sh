@@ -36,19 +36,14 @@ import_anchor() {
 anchor_config() {
 	local scratch=$ANCHOR/kconfig
 
-	mkdir -p "$scratch" "$ANCHOR_OBJ" "$BENCH"
-	make -C "$ANCHOR_SRC" O="$scratch" HOSTCC="ccache gcc" tinyconfig || return 1
+	mkdir -p "$BENCH"
 	# shellcheck disable=SC2086
-	"$ANCHOR_SRC/scripts/kconfig/merge_config.sh" -m -O "$scratch" "$scratch/.config" $ANCHOR_FRAGMENTS || return 1
-	make -C "$ANCHOR_SRC" O="$scratch" HOSTCC="ccache gcc" olddefconfig || return 1
+	merge_tinyconfig "$ANCHOR_SRC" "$scratch" $ANCHOR_FRAGMENTS || return 1
 	check_config "$scratch/.config" "$ROOT/harness/config/anchor.config" || return 1
 	check_config "$scratch/.config" "$ROOT/harness/config/base.config" |
 		sed 's/^privmem: \(.*\) did not survive olddefconfig (got \(.*\)); a dependency is missing$/\1: the anchor has \2/' \
 		>"$BENCH/anchor-fragment-differences.txt"
-	if ! cmp -s "$scratch/.config" "$ANCHOR_OBJ/.config"; then
-		cp "$scratch/.config" "$ANCHOR_OBJ/.config"
-		echo "config changed"
-	fi
+	install_config "$scratch" "$ANCHOR_OBJ"
 }
 
 # The anchor kernel, its headers and its KVM selftests library (built as
@@ -329,11 +324,17 @@ bench_main() {
 	return $rc
 }
 
-# bench_short_test: the short benchmark in every lane, as one more test of
-# 'test': it passes when every table could be made.
+# bench_short_test: once the background build is done, the short
+# benchmark in every lane, as one more test of 'test': it passes when the
+# build did and every table could be made.
 bench_short_test() {
 	local n=$((TOTAL_PASS + TOTAL_FAIL + TOTAL_SKIP + 1))
 
+	if ! bench_build_wait; then
+		note "not ok $n bench --short: the anchor or the benchmark did not build; see above"
+		TOTAL_FAIL=$((TOTAL_FAIL + 1))
+		return 1
+	fi
 	if bench_main short; then
 		note "ok $n bench --short: the benchmark made its tables in: $LANES"
 		TOTAL_PASS=$((TOTAL_PASS + 1))
@@ -354,12 +355,7 @@ BREAKDOWN_STEPS="none memlock clear invalidate"
 breakdown_build() {
 	local wt=$BREAKDOWN/linux obj=$BREAKDOWN/obj
 
-	# A re-imported base leaves the old work tree without its repository.
-	if ! git -C "$wt" rev-parse -q --verify HEAD >/dev/null 2>&1; then
-		rm -rf "$wt"
-		git -C "$SRC" worktree prune
-		git -C "$SRC" worktree add -q --detach "$wt" HEAD || return 1
-	fi
+	ensure_worktree "$SRC" "$wt" HEAD || return 1
 	git -C "$wt" checkout -q -f --detach "$(git -C "$SRC" rev-parse HEAD)" &&
 		git -C "$wt" apply "$ROOT/harness/bench/breakdown.patch" || return 1
 	mkdir -p "$obj"

@@ -39,22 +39,38 @@ check_config() {
 	return $bad
 }
 
+# merge_tinyconfig TREE SCRATCH FRAGMENTS...: tinyconfig of TREE with the
+# fragments merged on top, after olddefconfig, in SCRATCH/.config.
+merge_tinyconfig() {
+	local tree=$1 scratch=$2
+	shift 2
+
+	mkdir -p "$scratch"
+	make -C "$tree" O="$scratch" HOSTCC="ccache gcc" tinyconfig &&
+		"$tree/scripts/kconfig/merge_config.sh" -m -O "$scratch" "$scratch/.config" "$@" &&
+		make -C "$tree" O="$scratch" HOSTCC="ccache gcc" olddefconfig
+}
+
+# install_config SCRATCH OBJ: SCRATCH/.config over OBJ/.config, only when
+# it differs, so that an unchanged configuration rebuilds nothing.
+install_config() {
+	mkdir -p "$2"
+	if ! cmp -s "$1/.config" "$2/.config"; then
+		cp "$1/.config" "$2/.config"
+		echo "config changed"
+	fi
+}
+
 # kernel_config: tinyconfig + fragments, generated in a scratch directory
 # and copied over build/obj/.config only when it differs.
 kernel_config() {
 	local scratch=$B/kconfig
 
-	mkdir -p "$scratch" "$OBJ"
-	make -C "$SRC" O="$scratch" HOSTCC="ccache gcc" tinyconfig || return 1
 	# shellcheck disable=SC2086
-	"$SRC/scripts/kconfig/merge_config.sh" -m -O "$scratch" "$scratch/.config" $CONFIG_FRAGMENTS || return 1
-	make -C "$SRC" O="$scratch" HOSTCC="ccache gcc" olddefconfig || return 1
+	merge_tinyconfig "$SRC" "$scratch" $CONFIG_FRAGMENTS || return 1
 	# shellcheck disable=SC2086
 	check_config "$scratch/.config" $CONFIG_FRAGMENTS || return 1
-	if ! cmp -s "$scratch/.config" "$OBJ/.config"; then
-		cp "$scratch/.config" "$OBJ/.config"
-		echo "config changed"
-	fi
+	install_config "$scratch" "$OBJ"
 }
 
 # The part of the composed tree vmlinux is built from: everything but the
@@ -100,6 +116,18 @@ Modules built now would not match the kernel they load into. Run 'harness/privme
 		make -C "$OBJ" M="$EXT/arch/x86/kvm" -j"$JOBS" CC="ccache gcc" modules
 }
 
+# ensure_worktree REPO WT REV: a detached work tree of REPO in WT, added at
+# REV unless WT already is one.  A re-imported REPO leaves an old WT
+# without its repository: that one is pruned and added again.
+ensure_worktree() {
+	local repo=$1 wt=$2 rev=$3
+
+	git -C "$wt" rev-parse -q --verify HEAD >/dev/null 2>&1 && return 0
+	rm -rf "$wt"
+	git -C "$repo" worktree prune &&
+		git -C "$repo" worktree add -q --detach "$wt" "$rev"
+}
+
 # bisect_series: build every patch of the series in turn, in a separate
 # work tree so build/linux is left alone.
 bisect_series() {
@@ -107,8 +135,7 @@ bisect_series() {
 
 	compose
 	total=$(git -C "$SRC" rev-list --count base..privmem)
-	[ -d "$wt" ] || git -C "$SRC" worktree add -q --detach "$wt" base ||
-		die "cannot create the bisect work tree"
+	ensure_worktree "$SRC" "$wt" base || die "cannot create the bisect work tree"
 	mkdir -p "$obj"
 	for c in $(git -C "$SRC" rev-list --reverse base..privmem); do
 		n=$((n + 1))
@@ -124,19 +151,12 @@ bisect_build_one() {
 
 	(
 		SRC=$wt OBJ=$obj
-		kernel_config_relaxed "$wt" "$obj" &&
+		# Early patches do not know later Kconfig symbols: the fragments
+		# apply as far as the tree understands them, unchecked.
+		# shellcheck disable=SC2086
+		merge_tinyconfig "$wt" "$obj" $CONFIG_FRAGMENTS &&
 			kmake bzImage modules &&
 			kmake headers &&
 			build_selftests_in "$wt" "$obj" "$B/bisect/selftests" --existing
 	)
-}
-
-# Early patches do not know later Kconfig symbols, so the per-patch build
-# takes the fragments as far as the tree understands them.
-kernel_config_relaxed() {
-	local wt=$1 obj=$2
-
-	make -C "$wt" O="$obj" HOSTCC="ccache gcc" tinyconfig &&
-		"$wt/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" $CONFIG_FRAGMENTS &&
-		make -C "$wt" O="$obj" HOSTCC="ccache gcc" olddefconfig
 }

@@ -252,8 +252,7 @@ bisect_qemu_series() {
 
 	prepare_qemu_source
 	total=$(qgit rev-list --count base..privmem)
-	[ -d "$wt" ] || qgit worktree add -q --detach "$wt" base ||
-		die "cannot create the QEMU bisect work tree"
+	ensure_worktree "$QEMU_SRC" "$wt" base || die "cannot create the QEMU bisect work tree"
 	for c in $(qgit rev-list --reverse base..privmem); do
 		n=$((n + 1))
 		git -C "$wt" checkout -q --detach "$c" || die "cannot check out $c in $wt"
