@@ -182,8 +182,8 @@ def split_table(kernels):
 
 
 BREAKDOWN_STEPS = (
-    ("memlock", "RLIMIT_MEMLOCK charging (user_memlock_charge, global spinlock)"),
-    ("clear", "zeroing pass (a second walk: lookup and clear each page)"),
+    ("memlock", "RLIMIT_MEMLOCK charging (once per fallocate())"),
+    ("clear", "zeroing (shmem clears each page as it allocates it)"),
     ("invalidate", "invalidation and zap (memfile_notifier begin/end into KVM)"),
 )
 

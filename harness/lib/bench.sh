@@ -369,7 +369,7 @@ breakdown_build() {
 # The boot's script: one run to warm up, whose figures are left out, then
 # every step skipped in turn, twice over.
 breakdown_script() {
-	local p=/sys/module/shmem/parameters s k
+	local p=/sys/module/inaccessible/parameters s k
 
 	echo "/tests/private_mem_bench $BENCH_FULL_ARGS >/dev/null || exit 1"
 	for s in $BREAKDOWN_STEPS $BREAKDOWN_STEPS; do

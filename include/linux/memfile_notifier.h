@@ -8,10 +8,12 @@
 #ifndef _LINUX_MEMFILE_NOTIFIER_H
 #define _LINUX_MEMFILE_NOTIFIER_H
 
+#include <linux/err.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
 #include <linux/types.h>
 
+struct address_space;
 struct file;
 struct module;
 struct memfile_notifier;
@@ -70,30 +72,10 @@ struct memfile_node {
 };
 
 /**
- * struct memfile_backing_store - a provider of memfile pages
- * @list: entry in the list of registered backing stores
- * @lookup_node: return the memfile_node of @file, or NULL if this store
- *	does not provide @file
- * @get_pfn: look up the page at @offset of @file without allocating; on
- *	success hold a reference to it, make sure its content is zeroed if
- *	it was never handed out, and return its pfn and the order of the
- *	folio that contains it
- * @put_pfn: drop the reference taken by @get_pfn
- */
-struct memfile_backing_store {
-	struct list_head list;
-	struct memfile_node *(*lookup_node)(struct file *file);
-	int (*get_pfn)(struct file *file, pgoff_t offset, unsigned long *pfn,
-		       int *order);
-	void (*put_pfn)(unsigned long pfn);
-};
-
-/**
  * struct memfile_notifier - a consumer's registration on a file range
  * @ops: the consumer's callbacks; set before registering
  * @list: entry in the file's list of consumers
  * @file: the file, referenced while registered
- * @bs: the backing store that provides @file
  * @node: the file's memfile_node
  * @start: first page offset of the registered range
  * @end: page offset just past the registered range
@@ -104,7 +86,6 @@ struct memfile_notifier {
 	const struct memfile_notifier_ops *ops;
 	struct list_head list;
 	struct file *file;
-	struct memfile_backing_store *bs;
 	struct memfile_node *node;
 	pgoff_t start;
 	pgoff_t end;
@@ -112,7 +93,6 @@ struct memfile_notifier {
 
 #ifdef CONFIG_MEMFILE_NOTIFIER
 /* Backing store side. */
-void memfile_register_backing_store(struct memfile_backing_store *bs);
 void memfile_node_init(struct memfile_node *node, unsigned long flags);
 void memfile_notifier_invalidate_begin(struct memfile_node *node,
 				       pgoff_t start, pgoff_t end);
@@ -126,7 +106,27 @@ int memfile_register_notifier(struct file *file, pgoff_t start,
 void memfile_unregister_notifier(struct memfile_notifier *notifier);
 int memfile_get_pfn(struct memfile_notifier *notifier, pgoff_t offset,
 		    unsigned long *pfn, int *order);
-void memfile_put_pfn(struct memfile_notifier *notifier, unsigned long pfn);
+
+/* Inaccessible files: memfd_create(MFD_INACCESSIBLE). */
+struct file *inaccessible_file_create(const char *name, loff_t size);
+unsigned int *inaccessible_file_seals(struct file *file);
+void inaccessible_page_poisoned(struct address_space *mapping, pgoff_t index);
+#else
+static inline struct file *inaccessible_file_create(const char *name,
+						    loff_t size)
+{
+	return ERR_PTR(-EINVAL);
+}
+
+static inline unsigned int *inaccessible_file_seals(struct file *file)
+{
+	return NULL;
+}
+
+static inline void inaccessible_page_poisoned(struct address_space *mapping,
+					      pgoff_t index)
+{
+}
 #endif /* CONFIG_MEMFILE_NOTIFIER */
 
 #endif /* _LINUX_MEMFILE_NOTIFIER_H */

@@ -14,26 +14,10 @@
 #include <linux/overflow.h>
 #include <linux/pagemap.h>
 
-static LIST_HEAD(memfile_backing_stores);
-static DEFINE_MUTEX(memfile_backing_stores_lock);
+#include "internal.h"
 
 /* Consumers registered on any file, for debugfs. */
 static atomic_long_t memfile_nr_consumers;
-
-/**
- * memfile_register_backing_store - make a backing store known to the core
- * @bs: the backing store, with all callbacks set
- *
- * Backing stores are built in and stay registered for the lifetime of the
- * kernel.
- */
-void memfile_register_backing_store(struct memfile_backing_store *bs)
-{
-	mutex_lock(&memfile_backing_stores_lock);
-	list_add_tail(&bs->list, &memfile_backing_stores);
-	mutex_unlock(&memfile_backing_stores_lock);
-}
-EXPORT_SYMBOL_GPL(memfile_register_backing_store);
 
 /**
  * memfile_node_init - set up the per-file state of a backing store file
@@ -105,23 +89,6 @@ void memfile_notifier_invalidate_end(struct memfile_node *node,
 }
 EXPORT_SYMBOL_GPL(memfile_notifier_invalidate_end);
 
-static struct memfile_backing_store *memfile_lookup(struct file *file,
-						    struct memfile_node **node)
-{
-	struct memfile_backing_store *bs;
-
-	mutex_lock(&memfile_backing_stores_lock);
-	list_for_each_entry(bs, &memfile_backing_stores, list) {
-		*node = bs->lookup_node(file);
-		if (*node) {
-			mutex_unlock(&memfile_backing_stores_lock);
-			return bs;
-		}
-	}
-	mutex_unlock(&memfile_backing_stores_lock);
-	return NULL;
-}
-
 /**
  * memfile_register_notifier - register a consumer on a range of a file
  * @file: the file
@@ -139,8 +106,8 @@ static struct memfile_backing_store *memfile_lookup(struct file *file,
  * Return: 0 on success;
  * -EINVAL if @flags has unknown bits, @notifier->ops lacks a callback, or
  * the range is empty, wraps or does not lie within the file's size;
- * -EOPNOTSUPP if no backing store provides @file or the file's pages lack
- * a property demanded in @flags;
+ * -EOPNOTSUPP if @file is not an inaccessible file or its pages lack a
+ * property demanded in @flags;
  * -EBUSY if the range overlaps the range of another consumer;
  * -ENODEV if the owning module is being unloaded.
  */
@@ -149,7 +116,6 @@ int memfile_register_notifier(struct file *file, pgoff_t start,
 			      struct memfile_notifier *notifier)
 {
 	const struct memfile_notifier_ops *ops = notifier->ops;
-	struct memfile_backing_store *bs;
 	struct memfile_notifier *other;
 	struct memfile_node *node;
 	pgoff_t end;
@@ -160,8 +126,8 @@ int memfile_register_notifier(struct file *file, pgoff_t start,
 	if (!ops || !ops->invalidate_begin || !ops->invalidate_end)
 		return -EINVAL;
 
-	bs = memfile_lookup(file, &node);
-	if (!bs || (flags & ~node->flags))
+	node = inaccessible_file_node(file);
+	if (!node || (flags & ~node->flags))
 		return -EOPNOTSUPP;
 
 	if (!nr_pages || check_add_overflow(start, nr_pages, &end) ||
@@ -179,7 +145,6 @@ int memfile_register_notifier(struct file *file, pgoff_t start,
 		}
 	}
 	notifier->file = get_file(file);
-	notifier->bs = bs;
 	notifier->node = node;
 	notifier->start = start;
 	notifier->end = end;
@@ -222,36 +187,25 @@ EXPORT_SYMBOL_GPL(memfile_unregister_notifier);
  * @pfn: on success, the page's pfn
  * @order: on success, the order of the folio that holds the page
  *
- * Never allocates.  A page handed out for the first time is zeroed first,
- * so no earlier content of the memory is ever visible through it.  The
+ * Never allocates.  Every page was zeroed when it was allocated, so no
+ * earlier content of the memory is ever visible through it.  The
  * reference keeps the page from being freed (but not from being
- * invalidated) until memfile_put_pfn().
+ * invalidated) until the consumer drops it with put_page().
  *
  * Return: 0 on success; -EINVAL if @offset is outside the consumer's
- * range; -ENOENT if the file has no page at @offset; -EHWPOISON if the
- * page there is poisoned (the consumer was invalidated for it, and it
- * stays until the range is punched); or another negative errno from the
- * backing store.
+ * range; -ENOENT if the file has no page at @offset (or one whose
+ * allocation is still in progress); -EHWPOISON if the page there is
+ * poisoned (the consumer was invalidated for it, and it stays until the
+ * range is punched).
  */
 int memfile_get_pfn(struct memfile_notifier *notifier, pgoff_t offset,
 		    unsigned long *pfn, int *order)
 {
 	if (offset < notifier->start || offset >= notifier->end)
 		return -EINVAL;
-	return notifier->bs->get_pfn(notifier->file, offset, pfn, order);
+	return inaccessible_get_pfn(notifier->file, offset, pfn, order);
 }
 EXPORT_SYMBOL_GPL(memfile_get_pfn);
-
-/**
- * memfile_put_pfn - drop the reference taken by memfile_get_pfn()
- * @notifier: the consumer that took the reference
- * @pfn: the pfn memfile_get_pfn() returned
- */
-void memfile_put_pfn(struct memfile_notifier *notifier, unsigned long pfn)
-{
-	notifier->bs->put_pfn(pfn);
-}
-EXPORT_SYMBOL_GPL(memfile_put_pfn);
 
 /*
  * /sys/kernel/debug/memfile_notifier/consumers: how many consumers are

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * KUnit tests for memfile_notifier, driven through the shmem backing store
+ * KUnit tests for memfile_notifier, driven through its backing store
  * (MFD_INACCESSIBLE files): the contract (suite memfile_notifier), and the
  * properties the store promises for the pages (suite memfile_shmem).
  */
@@ -58,7 +58,7 @@ static bool page_present(struct memfile_notifier *n, pgoff_t offset)
 
 	if (memfile_get_pfn(n, offset, &pfn, &order))
 		return false;
-	memfile_put_pfn(n, pfn);
+	put_page(pfn_to_page(pfn));
 	return true;
 }
 
@@ -155,8 +155,8 @@ static int memfile_test_init(struct kunit *test)
 	ctx = kunit_kzalloc(test, sizeof(*ctx), GFP_KERNEL);
 	if (!ctx)
 		return -ENOMEM;
-	ctx->file = shmem_inaccessible_file_setup("memfile_notifier_test",
-						  TEST_PAGES << PAGE_SHIFT);
+	ctx->file = inaccessible_file_create("memfile_notifier_test",
+					     TEST_PAGES << PAGE_SHIFT);
 	if (IS_ERR(ctx->file))
 		return PTR_ERR(ctx->file);
 	for (i = 0; i < NR_RECORDERS; i++) {
@@ -276,19 +276,19 @@ static void pages_are_zeroed(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, order, 0);
 	KUNIT_EXPECT_TRUE(test, page_is(pfn, 0));
 	memset(page_address(pfn_to_page(pfn)), 0xa5, PAGE_SIZE);
-	memfile_put_pfn(n, pfn);
+	put_page(pfn_to_page(pfn));
 
 	/* The content stays while the page stays... */
 	KUNIT_ASSERT_EQ(test, memfile_get_pfn(n, 0, &pfn, &order), 0);
 	KUNIT_EXPECT_TRUE(test, page_is(pfn, 0xa5));
-	memfile_put_pfn(n, pfn);
+	put_page(pfn_to_page(pfn));
 
 	/* ...and is gone once the page was punched and allocated again. */
 	KUNIT_ASSERT_EQ(test, punch(ctx->file, 0, 1), 0);
 	KUNIT_ASSERT_EQ(test, falloc(ctx, 0, 1), 0);
 	KUNIT_ASSERT_EQ(test, memfile_get_pfn(n, 0, &pfn, &order), 0);
 	KUNIT_EXPECT_TRUE(test, page_is(pfn, 0));
-	memfile_put_pfn(n, pfn);
+	put_page(pfn_to_page(pfn));
 
 	/* Memory that held someone else's data comes back zeroed. */
 	stale = alloc_page(GFP_HIGHUSER_MOVABLE);
@@ -301,7 +301,7 @@ static void pages_are_zeroed(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, page_is(pfn, 0));
 	kunit_info(test, "the allocator %s the dirtied page",
 		   pfn == stale_pfn ? "reused" : "did not reuse");
-	memfile_put_pfn(n, pfn);
+	put_page(pfn_to_page(pfn));
 }
 
 /* Consumers on disjoint ranges of one file each see their own part. */
@@ -491,7 +491,7 @@ static void poisoned_page_is_refused(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, falloc(ctx, 0, 2), 0);
 	KUNIT_ASSERT_EQ(test, rec_register(ctx, 0, 0, TEST_PAGES), 0);
 	KUNIT_ASSERT_EQ(test, memfile_get_pfn(&rec->notifier, 1, &pfn, &order), 0);
-	memfile_put_pfn(&rec->notifier, pfn);
+	put_page(pfn_to_page(pfn));
 
 	memory_failure(pfn, 0);
 	for (i = 0; i < 500 && READ_ONCE(rec->nr) < 2; i++)
@@ -569,8 +569,8 @@ static int prop_init(struct kunit *test)
 	ctx->pfns = kvcalloc(PROP_PAGES, sizeof(*ctx->pfns), GFP_KERNEL);
 	ctx->events = kcalloc(NR_VM_EVENT_ITEMS, sizeof(*ctx->events),
 			      GFP_KERNEL);
-	ctx->file = shmem_inaccessible_file_setup("memfile_shmem_test",
-						  PROP_PAGES << PAGE_SHIFT);
+	ctx->file = inaccessible_file_create("memfile_shmem_test",
+					     PROP_PAGES << PAGE_SHIFT);
 	ctx->ordinary = shmem_file_setup("memfile_shmem_test",
 					 PROP_PAGES << PAGE_SHIFT, VM_NORESERVE);
 	test->priv = ctx;
@@ -606,7 +606,7 @@ static int prop_init(struct kunit *test)
 		p = page_address(pfn_to_page(ctx->pfns[i]));
 		for (j = 0; j < PAGE_SIZE / sizeof(*p); j++)
 			p[j] = pattern(i);
-		memfile_put_pfn(&ctx->rec.notifier, ctx->pfns[i]);
+		put_page(pfn_to_page(ctx->pfns[i]));
 	}
 	/* Free every other ordinary page: holes for compaction to fill. */
 	for (i = 0; i < PROP_PAGES; i += 2)
@@ -650,7 +650,7 @@ static void expect_pages_in_place(struct kunit *test, struct prop_ctx *ctx)
 		p = page_address(pfn_to_page(pfn));
 		if (p[0] != pattern(i) || p[PAGE_SIZE / sizeof(*p) - 1] != pattern(i))
 			changed++;
-		memfile_put_pfn(&ctx->rec.notifier, pfn);
+		put_page(pfn_to_page(pfn));
 	}
 	KUNIT_EXPECT_EQ(test, missing, 0);
 	KUNIT_EXPECT_EQ(test, moved, 0);

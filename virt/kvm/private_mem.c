@@ -292,5 +292,5 @@ int kvm_private_mem_get_pfn(struct kvm_memory_slot *slot, gfn_t gfn,
  */
 void kvm_private_mem_put_pfn(struct kvm_memory_slot *slot, kvm_pfn_t pfn)
 {
-	memfile_put_pfn(&slot->notifier, pfn);
+	put_page(pfn_to_page(pfn));
 }

@@ -271,12 +271,17 @@ TEST_F(access, sendfile_to)
 	ASSERT_FAILS_WITH(sendfile(self->fd, self->other, &off, PAGE), EINVAL);
 }
 
+/*
+ * An inaccessible file lives on a filesystem of its own, so a copy to or
+ * from another file is refused before it reaches the file (EXDEV), and a
+ * copy inside it finds no way to read or write its pages (EINVAL).
+ */
 TEST_F(access, copy_file_range_from)
 {
 	loff_t in = 0, out = 0;
 
 	ASSERT_FAILS_WITH(copy_file_range(self->fd, &in, self->other, &out,
-					  PAGE, 0), EINVAL);
+					  PAGE, 0), EXDEV);
 }
 
 TEST_F(access, copy_file_range_to)
@@ -284,6 +289,14 @@ TEST_F(access, copy_file_range_to)
 	loff_t in = 0, out = 0;
 
 	ASSERT_FAILS_WITH(copy_file_range(self->other, &in, self->fd, &out,
+					  PAGE, 0), EXDEV);
+}
+
+TEST_F(access, copy_file_range_within)
+{
+	loff_t in = 0, out = PAGE;
+
+	ASSERT_FAILS_WITH(copy_file_range(self->fd, &in, self->memfd, &out,
 					  PAGE, 0), EINVAL);
 }
 
@@ -439,6 +452,31 @@ TEST(seek_data_and_hole)
 	ASSERT_EQ(fallocate(fd, 0, 4 * PAGE, 2 * PAGE), 0);
 	ASSERT_EQ(lseek(fd, 0, SEEK_DATA), 4 * PAGE);
 	ASSERT_EQ(lseek(fd, 4 * PAGE, SEEK_HOLE), 6 * PAGE);
+	close(fd);
+}
+
+/*
+ * Dropping the page cache leaves the pages alone: they are dirty from
+ * their allocation on, so they are never clean page-cache pages to drop.
+ */
+TEST(drop_caches_keeps_pages)
+{
+	struct stat st;
+	int fd, dc;
+
+	dc = open("/proc/sys/vm/drop_caches", O_WRONLY);
+	if (dc < 0)
+		SKIP(return, "cannot open /proc/sys/vm/drop_caches: %s",
+		     strerror(errno));
+	fd = new_inaccessible(0);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(ftruncate(fd, SIZE), 0);
+	ASSERT_EQ(fallocate(fd, 0, 0, SIZE), 0);
+	ASSERT_EQ(write(dc, "3", 1), 1);
+	close(dc);
+	ASSERT_EQ(fstat(fd, &st), 0);
+	ASSERT_EQ(st.st_blocks, SIZE / 512);
+	ASSERT_EQ(lseek(fd, 0, SEEK_HOLE), SIZE);
 	close(fd);
 }
 

@@ -1,0 +1,653 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Inaccessible memfds: memfd_create(MFD_INACCESSIBLE).
+ *
+ * A file type of its own, whose operations let userspace size the file
+ * once, allocate and punch its pages with fallocate(), seal it and ask
+ * which pages it holds, and nothing else: no read, write, splice or mmap.
+ * In-kernel consumers use the pages by pfn through memfile_notifier.
+ *
+ * The pages themselves are held by a kernel-internal tmpfs file on a
+ * mount of this store's own, which no file descriptor and no path ever
+ * reaches.  shmem keeps doing what it does for any tmpfs file (allocation,
+ * page cache, truncation, memory accounting); the store adds what is
+ * particular to inaccessible memory around it: the size and fallocate
+ * rules, the memlock charge, the zeroing at allocation, the mapping flags
+ * that keep the pages unreclaimable and unmovable, and the notifications
+ * to consumers.
+ *
+ * See Documentation/mm/memfile_notifier.rst.
+ */
+
+#include <linux/cred.h>
+#include <linux/falloc.h>
+#include <linux/fcntl.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/fs_context.h>
+#include <linux/magic.h>
+#include <linux/memfile_notifier.h>
+#include <linux/mount.h>
+#include <linux/pagemap.h>
+#include <linux/pseudo_fs.h>
+#include <linux/sched/signal.h>
+#include <linux/shmem_fs.h>
+#include <linux/slab.h>
+#include <linux/user_namespace.h>
+
+#include "internal.h"
+
+/*
+ * struct inaccessible_file - the state of an inaccessible file
+ * @inode: the file's inode, on the store's pseudo filesystem
+ * @backing: the internal tmpfs file that holds the pages, once sized
+ * @ucounts: the user charged for the pages (RLIMIT_MEMLOCK)
+ * @nr_charged: pages charged, which are the pages @backing holds
+ * @seals: F_SEAL_* seals of the file
+ * @node: the consumers of the file
+ *
+ * Hangs off the inode's i_private and lives as long as the inode, so it
+ * is shared by every struct file of the inode (a reopen through /proc).
+ * @backing, @nr_charged and @seals change under the inode's i_rwsem.
+ */
+struct inaccessible_file {
+	struct inode *inode;
+	struct file *backing;
+	struct ucounts *ucounts;
+	unsigned long nr_charged;
+	unsigned int seals;
+	struct memfile_node node;
+};
+
+/* Where the files live, and where their pages live. */
+static struct vfsmount *inaccessible_mnt;
+static struct vfsmount *inaccessible_pages_mnt;
+
+static const struct file_operations inaccessible_fops;
+
+/*
+ * The file that holds the pages, or NULL until the size is set, for
+ * readers that do not hold i_rwsem.
+ */
+static struct file *inaccessible_backing(struct inaccessible_file *f)
+{
+	/* Pairs with inaccessible_set_size(): the mapping is set up. */
+	return smp_load_acquire(&f->backing);
+}
+
+static struct inaccessible_file *inaccessible_of(struct file *file)
+{
+	if (file->f_op != &inaccessible_fops)
+		return NULL;
+	return file_inode(file)->i_private;
+}
+
+/*
+ * Charge @pages to the locked memory of the file's creator, as SHM_LOCK
+ * charges its segments: the pages stay in memory whether or not anything
+ * maps them.  CAP_IPC_LOCK lifts the limit.
+ */
+static bool inaccessible_charge(struct inaccessible_file *f, long pages)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK);
+	long locked;
+
+	if (limit != RLIM_INFINITY)
+		limit >>= PAGE_SHIFT;
+	locked = inc_rlimit_ucounts(f->ucounts, UCOUNT_RLIMIT_MEMLOCK, pages);
+	if ((locked == LONG_MAX || locked > limit) && !capable(CAP_IPC_LOCK)) {
+		dec_rlimit_ucounts(f->ucounts, UCOUNT_RLIMIT_MEMLOCK, pages);
+		return false;
+	}
+	f->nr_charged += pages;
+	return true;
+}
+
+static void inaccessible_uncharge(struct inaccessible_file *f, long pages)
+{
+	dec_rlimit_ucounts(f->ucounts, UCOUNT_RLIMIT_MEMLOCK, pages);
+	f->nr_charged -= pages;
+}
+
+/* The pages [@start, @end) of @mapping holds. */
+static unsigned long inaccessible_nr_pages(struct address_space *mapping,
+					   pgoff_t start, pgoff_t end)
+{
+	XA_STATE(xas, &mapping->i_pages, start);
+	unsigned long nr = 0;
+	struct folio *folio;
+
+	rcu_read_lock();
+	xas_for_each(&xas, folio, end - 1) {
+		if (xas_retry(&xas, folio) || xa_is_value(folio))
+			continue;
+		nr += min(end, folio->index + folio_nr_pages(folio)) -
+		      max(start, folio->index);
+	}
+	rcu_read_unlock();
+	return nr;
+}
+
+/* Free the pages [@start, @end) of the pages' file. */
+static void inaccessible_truncate(struct inode *pages, pgoff_t start,
+				  pgoff_t end)
+{
+	shmem_truncate_range(pages, (loff_t)start << PAGE_SHIFT,
+			     ((loff_t)end << PAGE_SHIFT) - 1);
+}
+
+/*
+ * The runs of pages that one allocation added, to take them back if it
+ * fails part way.  Ranges that are holes throughout need one run only;
+ * each allocated page inside a range splits it.
+ */
+struct inaccessible_runs {
+	unsigned int nr;
+	unsigned int max;
+	struct inaccessible_run {
+		pgoff_t start;
+		pgoff_t end;
+	} *run, inline_run[4];
+};
+
+static int inaccessible_runs_add(struct inaccessible_runs *r, pgoff_t index)
+{
+	struct inaccessible_run *run;
+
+	if (r->nr && r->run[r->nr - 1].end == index) {
+		r->run[r->nr - 1].end++;
+		return 0;
+	}
+	if (r->nr == r->max) {
+		run = kmalloc_array(2 * r->max, sizeof(*run), GFP_KERNEL);
+		if (!run)
+			return -ENOMEM;
+		memcpy(run, r->run, r->nr * sizeof(*run));
+		if (r->run != r->inline_run)
+			kfree(r->run);
+		r->run = run;
+		r->max *= 2;
+	}
+	r->run[r->nr].start = index;
+	r->run[r->nr].end = index + 1;
+	r->nr++;
+	return 0;
+}
+
+/*
+ * Allocate the holes of [@start, @end), charged in advance so that a
+ * failed charge changes nothing, and taken back if allocation fails part
+ * way.  shmem zeroes each new page as it allocates it (SGP_CACHE), the
+ * one time the page is written before a consumer gets it; the page is
+ * dirty from then on, so that nothing drops it as a clean page-cache
+ * page.
+ */
+static long inaccessible_allocate(struct inaccessible_file *f, pgoff_t start,
+				  pgoff_t end)
+{
+	struct inode *pages = file_inode(f->backing);
+	struct address_space *mapping = pages->i_mapping;
+	struct inaccessible_runs r = { .max = ARRAY_SIZE(r.inline_run) };
+	unsigned long holes, before, added;
+	struct folio *folio;
+	pgoff_t index;
+	unsigned int i;
+	long ret = 0;
+
+	holes = end - start - inaccessible_nr_pages(mapping, start, end);
+	if (holes && !inaccessible_charge(f, holes))
+		return -ENOMEM;
+
+	r.run = r.inline_run;
+	before = mapping->nrpages;
+	memfile_notifier_invalidate_begin(&f->node, start, end);
+	for (index = start; index < end; index++) {
+		unsigned long nrpages = mapping->nrpages;
+
+		ret = shmem_get_folio(pages, index, &folio, SGP_CACHE);
+		if (ret)
+			break;
+		folio_mark_dirty(folio);
+		folio_unlock(folio);
+		folio_put(folio);
+		/* Only this task adds pages: more of them means a new one. */
+		if (mapping->nrpages != nrpages) {
+			ret = inaccessible_runs_add(&r, index);
+			if (ret) {
+				inaccessible_truncate(pages, index, index + 1);
+				break;
+			}
+		}
+		if (fatal_signal_pending(current)) {
+			ret = -EINTR;
+			break;
+		}
+		cond_resched();
+	}
+	for (i = 0; ret && i < r.nr; i++)
+		inaccessible_truncate(pages, r.run[i].start, r.run[i].end);
+	memfile_notifier_invalidate_end(&f->node, start, end);
+	if (r.run != r.inline_run)
+		kfree(r.run);
+
+	added = mapping->nrpages - before;
+	if (added < holes) {
+		inaccessible_uncharge(f, holes - added);
+	} else if (added > holes) {
+		/* Huge pages that shmem_enabled=force imposed: charge them. */
+		inc_rlimit_ucounts(f->ucounts, UCOUNT_RLIMIT_MEMLOCK,
+				   added - holes);
+		f->nr_charged += added - holes;
+	}
+	/*
+	 * A tmpfs mount of our own has no size limit, so ENOSPC only means
+	 * that memory ran out.
+	 */
+	return ret == -ENOSPC ? -ENOMEM : ret;
+}
+
+static void inaccessible_punch(struct inaccessible_file *f, pgoff_t start,
+			       pgoff_t end)
+{
+	struct inode *pages = file_inode(f->backing);
+	unsigned long before = pages->i_mapping->nrpages;
+
+	memfile_notifier_invalidate_begin(&f->node, start, end);
+	inaccessible_truncate(pages, start, end);
+	memfile_notifier_invalidate_end(&f->node, start, end);
+	inaccessible_uncharge(f, before - pages->i_mapping->nrpages);
+}
+
+/*
+ * Only allocation and punching (with FALLOC_FL_KEEP_SIZE), by whole
+ * pages, inside the size.  Write seals freeze which pages are allocated.
+ */
+static long inaccessible_fallocate(struct file *file, int mode, loff_t offset,
+				   loff_t len)
+{
+	struct inode *inode = file_inode(file);
+	struct inaccessible_file *f = inode->i_private;
+	pgoff_t start = offset >> PAGE_SHIFT;
+	pgoff_t end = (offset + len) >> PAGE_SHIFT;
+	long ret;
+
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
+		return -EOPNOTSUPP;
+
+	inode_lock(inode);
+	ret = -EINVAL;
+	if (!PAGE_ALIGNED(offset) || !PAGE_ALIGNED(len) ||
+	    offset + len > i_size_read(inode))
+		goto out;
+	ret = -EPERM;
+	if (f->seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))
+		goto out;
+
+	ret = 0;
+	if (mode & FALLOC_FL_PUNCH_HOLE)
+		inaccessible_punch(f, start, end);
+	else
+		ret = inaccessible_allocate(f, start, end);
+	if (!ret)
+		ret = file_modified(file);
+out:
+	inode_unlock(inode);
+	return ret;
+}
+
+/* SEEK_DATA and SEEK_HOLE tell which pages the file holds. */
+static loff_t inaccessible_llseek(struct file *file, loff_t offset, int whence)
+{
+	struct inode *inode = file_inode(file);
+	struct inaccessible_file *f = inode->i_private;
+	loff_t size;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE)
+		return generic_file_llseek_size(file, offset, whence,
+						MAX_LFS_FILESIZE,
+						i_size_read(inode));
+	if (offset < 0)
+		return -ENXIO;
+
+	inode_lock(inode);
+	size = i_size_read(inode);
+	if (offset >= size)
+		offset = -ENXIO;
+	else
+		offset = mapping_seek_hole_data(f->backing->f_mapping, offset,
+						size, whence);
+	if (offset >= 0)
+		offset = vfs_setpos(file, offset, MAX_LFS_FILESIZE);
+	inode_unlock(inode);
+	return offset;
+}
+
+static const struct file_operations inaccessible_fops = {
+	.llseek		= inaccessible_llseek,
+	.fsync		= noop_fsync,
+	.fallocate	= inaccessible_fallocate,
+};
+
+/*
+ * The file gets its pages' file when it gets its size, once: a file that
+ * never changes size never truncates pages behind its consumers.
+ */
+static int inaccessible_set_size(struct inaccessible_file *f,
+				 const char *name, loff_t size)
+{
+	struct address_space *mapping;
+	struct file *backing;
+
+	backing = shmem_file_setup_with_mnt(inaccessible_pages_mnt, name, size,
+					    VM_NORESERVE);
+	if (IS_ERR(backing))
+		return PTR_ERR(backing);
+
+	mapping = backing->f_mapping;
+	/* Reclaim never scans the pages: they stay in memory. */
+	mapping_set_unevictable(mapping);
+	/*
+	 * Nothing migrates them either.  Take them from unmovable
+	 * pageblocks, so they never land in ZONE_MOVABLE or CMA, whose
+	 * pages must stay movable.
+	 */
+	mapping_set_unmovable(mapping);
+	mapping_set_gfp_mask(mapping, mapping_gfp_mask(mapping) & ~__GFP_MOVABLE);
+	/* Memory failure finds the file from the page's mapping. */
+	mapping->private_data = f;
+
+	/*
+	 * Readers without i_rwsem see either no file or a set-up one; pairs
+	 * with the smp_load_acquire() in inaccessible_backing().
+	 */
+	smp_store_release(&f->backing, backing);
+	i_size_write(f->inode, size);
+	return 0;
+}
+
+static int inaccessible_setattr(struct user_namespace *mnt_userns,
+				struct dentry *dentry, struct iattr *attr)
+{
+	struct inode *inode = d_inode(dentry);
+	struct inaccessible_file *f = inode->i_private;
+	loff_t size = attr->ia_size;
+	int ret;
+
+	ret = setattr_prepare(mnt_userns, dentry, attr);
+	if (ret)
+		return ret;
+
+	/* The size is set once, from 0, to whole pages. */
+	if ((attr->ia_valid & ATTR_SIZE) && size != i_size_read(inode)) {
+		if (i_size_read(inode) || (f->seals & F_SEAL_GROW))
+			return -EPERM;
+		if (!PAGE_ALIGNED(size))
+			return -EINVAL;
+		ret = inaccessible_set_size(f, dentry->d_name.name, size);
+		if (ret)
+			return ret;
+	}
+	setattr_copy(mnt_userns, inode, attr);
+	return 0;
+}
+
+/* st_blocks counts the pages the file holds. */
+static int inaccessible_getattr(struct user_namespace *mnt_userns,
+				const struct path *path, struct kstat *stat,
+				u32 request_mask, unsigned int query_flags)
+{
+	struct inode *inode = d_inode(path->dentry);
+	struct file *backing = inaccessible_backing(inode->i_private);
+
+	generic_fillattr(mnt_userns, inode, stat);
+	stat->blocks = backing ? (u64)READ_ONCE(backing->f_mapping->nrpages) <<
+				 (PAGE_SHIFT - SECTOR_SHIFT) : 0;
+	return 0;
+}
+
+static const struct inode_operations inaccessible_iops = {
+	.getattr	= inaccessible_getattr,
+	.setattr	= inaccessible_setattr,
+};
+
+/**
+ * inaccessible_file_create - create an inaccessible file
+ * @name: name for the file's dentry
+ * @size: page-aligned size of the file, or 0 to let ftruncate() set it once
+ *
+ * The pages of the file, once fallocate() allocates them, are charged to
+ * the RLIMIT_MEMLOCK of the calling task's user.  See
+ * Documentation/mm/memfile_notifier.rst for what the file allows.
+ *
+ * Return: the file, opened read-write, or an ERR_PTR(): -EINVAL if @size
+ * is not page-aligned, -ENOMEM if memory ran out.
+ */
+struct file *inaccessible_file_create(const char *name, loff_t size)
+{
+	struct inaccessible_file *f;
+	struct inode *inode;
+	struct file *file;
+	int ret;
+
+	if (!PAGE_ALIGNED(size) || size < 0)
+		return ERR_PTR(-EINVAL);
+
+	f = kzalloc(sizeof(*f), GFP_KERNEL);
+	if (!f)
+		return ERR_PTR(-ENOMEM);
+	f->ucounts = get_ucounts(current_ucounts());
+	if (!f->ucounts) {
+		kfree(f);
+		return ERR_PTR(-ENOMEM);
+	}
+	f->seals = F_SEAL_SEAL;
+	memfile_node_init(&f->node, MEMFILE_F_USER_INACCESSIBLE |
+			  MEMFILE_F_UNMOVABLE | MEMFILE_F_UNRECLAIMABLE);
+
+	inode = alloc_anon_inode(inaccessible_mnt->mnt_sb);
+	if (IS_ERR(inode)) {
+		put_ucounts(f->ucounts);
+		kfree(f);
+		return ERR_CAST(inode);
+	}
+	/* From here on, the inode's eviction frees @f. */
+	f->inode = inode;
+	inode->i_private = f;
+	inode->i_mode |= S_IFREG;
+	inode->i_op = &inaccessible_iops;
+	inode->i_fop = &inaccessible_fops;
+
+	if (size) {
+		ret = inaccessible_set_size(f, name, size);
+		if (ret) {
+			iput(inode);
+			return ERR_PTR(ret);
+		}
+	}
+
+	file = alloc_file_pseudo(inode, inaccessible_mnt, name, O_RDWR,
+				 &inaccessible_fops);
+	if (IS_ERR(file))
+		iput(inode);
+	return file;
+}
+EXPORT_SYMBOL_GPL(inaccessible_file_create);
+
+/**
+ * inaccessible_file_seals - the seals of an inaccessible file
+ * @file: any file
+ *
+ * Return: a pointer to the F_SEAL_* seals of @file, for memfd_fcntl(), or
+ * NULL if @file is not an inaccessible file.
+ */
+unsigned int *inaccessible_file_seals(struct file *file)
+{
+	struct inaccessible_file *f = inaccessible_of(file);
+
+	return f ? &f->seals : NULL;
+}
+
+struct memfile_node *inaccessible_file_node(struct file *file)
+{
+	struct inaccessible_file *f = inaccessible_of(file);
+
+	return f ? &f->node : NULL;
+}
+
+/*
+ * Take a reference to the page at @offset and return its pfn.  A hole
+ * fails, and so does a page whose allocation is still zeroing it (it is
+ * not uptodate yet): a consumer that looks up a range being allocated is
+ * inside an invalidation bracket and retries.
+ */
+int inaccessible_get_pfn(struct file *file, pgoff_t offset, unsigned long *pfn,
+			 int *order)
+{
+	struct file *backing = inaccessible_backing(file_inode(file)->i_private);
+	struct folio *folio;
+	struct page *page;
+
+	if (!backing)
+		return -ENOENT;
+	folio = filemap_get_folio(backing->f_mapping, offset);
+	if (!folio)
+		return -ENOENT;
+	if (!folio_test_uptodate(folio)) {
+		folio_put(folio);
+		return -ENOENT;
+	}
+	page = folio_file_page(folio, offset);
+	/* A poisoned page stays in the file, but is no one's to use. */
+	if (PageHWPoison(page)) {
+		folio_put(folio);
+		return -EHWPOISON;
+	}
+	*pfn = page_to_pfn(page);
+	*order = folio_order(folio);
+	return 0;
+}
+
+/* Telling the consumers of an inaccessible file about a poisoned page. */
+struct inaccessible_poison_work {
+	struct work_struct work;
+	struct inaccessible_file *f;
+	pgoff_t index;
+};
+
+static void inaccessible_poison_invalidate(struct work_struct *work)
+{
+	struct inaccessible_poison_work *pw;
+
+	pw = container_of(work, struct inaccessible_poison_work, work);
+	memfile_notifier_invalidate_begin(&pw->f->node, pw->index, pw->index + 1);
+	memfile_notifier_invalidate_end(&pw->f->node, pw->index, pw->index + 1);
+	iput(pw->f->inode);
+	kfree(pw);
+}
+
+/**
+ * inaccessible_page_poisoned - memory failure hit a page of an unmovable mapping
+ * @mapping: the page's mapping
+ * @index: the page's offset in @mapping
+ *
+ * Called by memory_failure() with the page locked.  If @mapping holds the
+ * pages of an inaccessible file, the page stays in the file, so that its
+ * offset still reads as allocated and nothing takes its place until
+ * userspace punches it, and inaccessible_get_pfn() refuses it.  The
+ * file's consumers must drop their mappings of it: they are invalidated
+ * for the page from a work item, since the callbacks take the memfile
+ * node's lock, which a change of the file takes before page locks.
+ */
+void inaccessible_page_poisoned(struct address_space *mapping, pgoff_t index)
+{
+	struct inaccessible_file *f = mapping->private_data;
+	struct inaccessible_poison_work *pw;
+	struct file *backing;
+
+	if (!f)
+		return;
+	backing = inaccessible_backing(f);
+	if (!backing || backing->f_mapping != mapping)
+		return;
+	pw = kmalloc(sizeof(*pw), GFP_NOIO);
+	if (!pw)
+		return;
+	/* Not if the file is being evicted: its consumers are gone. */
+	if (!igrab(f->inode)) {
+		kfree(pw);
+		return;
+	}
+	pw->f = f;
+	pw->index = index;
+	INIT_WORK(&pw->work, inaccessible_poison_invalidate);
+	schedule_work(&pw->work);
+}
+
+static void inaccessible_evict_inode(struct inode *inode)
+{
+	struct inaccessible_file *f = inode->i_private;
+
+	truncate_inode_pages_final(&inode->i_data);
+	clear_inode(inode);
+	if (!f)
+		return;
+	if (f->backing) {
+		/*
+		 * Free the pages now, while @f exists, rather than whenever
+		 * the last reference to the internal file goes.
+		 */
+		shmem_truncate_range(file_inode(f->backing), 0, -1);
+		dec_rlimit_ucounts(f->ucounts, UCOUNT_RLIMIT_MEMLOCK,
+				   f->nr_charged);
+		fput(f->backing);
+	}
+	put_ucounts(f->ucounts);
+	kfree(f);
+}
+
+static const struct super_operations inaccessible_sops = {
+	.statfs		= simple_statfs,
+	.drop_inode	= generic_delete_inode,
+	.evict_inode	= inaccessible_evict_inode,
+};
+
+static int inaccessible_init_fs_context(struct fs_context *fc)
+{
+	struct pseudo_fs_context *ctx;
+
+	ctx = init_pseudo(fc, INACCESSIBLE_MAGIC);
+	if (!ctx)
+		return -ENOMEM;
+	ctx->ops = &inaccessible_sops;
+	return 0;
+}
+
+static struct file_system_type inaccessible_fs = {
+	.name		= "inaccessible",
+	.init_fs_context = inaccessible_init_fs_context,
+	.kill_sb	= kill_anon_super,
+};
+
+static int __init inaccessible_init(void)
+{
+	char options[] = "huge=never";
+	struct file_system_type *tmpfs;
+
+	inaccessible_mnt = kern_mount(&inaccessible_fs);
+	if (IS_ERR(inaccessible_mnt))
+		return PTR_ERR(inaccessible_mnt);
+
+	/*
+	 * A tmpfs mount of the store's own: small pages only, whatever
+	 * shmem_enabled says for the internal mount of SysV SHM and
+	 * ordinary memfds, and no size limit (a kernel mount has none).
+	 */
+	tmpfs = get_fs_type("tmpfs");
+	if (!tmpfs)
+		return -ENODEV;
+	inaccessible_pages_mnt = vfs_kern_mount(tmpfs, SB_KERNMOUNT,
+						tmpfs->name, options);
+	put_filesystem(tmpfs);
+	return PTR_ERR_OR_ZERO(inaccessible_pages_mnt);
+}
+fs_initcall(inaccessible_init);
