@@ -41,20 +41,19 @@
  * struct inaccessible_file - the state of an inaccessible file
  * @inode: the file's inode, on the store's pseudo filesystem
  * @backing: the internal tmpfs file that holds the pages, once sized
- * @ucounts: the user charged for the pages (RLIMIT_MEMLOCK)
- * @nr_charged: pages charged, which are the pages @backing holds
+ * @ucounts: the user charged for the pages @backing holds (RLIMIT_MEMLOCK)
  * @seals: F_SEAL_* seals of the file
  * @node: the consumers of the file
  *
  * Hangs off the inode's i_private and lives as long as the inode, so it
  * is shared by every struct file of the inode (a reopen through /proc).
- * @backing, @nr_charged and @seals change under the inode's i_rwsem.
+ * @backing and @seals change, and pages come and go, under the inode's
+ * i_rwsem.
  */
 struct inaccessible_file {
 	struct inode *inode;
 	struct file *backing;
 	struct ucounts *ucounts;
-	unsigned long nr_charged;
 	unsigned int seals;
 	struct memfile_node node;
 };
@@ -99,14 +98,12 @@ static bool inaccessible_charge(struct inaccessible_file *f, long pages)
 		dec_rlimit_ucounts(f->ucounts, UCOUNT_RLIMIT_MEMLOCK, pages);
 		return false;
 	}
-	f->nr_charged += pages;
 	return true;
 }
 
 static void inaccessible_uncharge(struct inaccessible_file *f, long pages)
 {
 	dec_rlimit_ucounts(f->ucounts, UCOUNT_RLIMIT_MEMLOCK, pages);
-	f->nr_charged -= pages;
 }
 
 /* The pages [@start, @end) of @mapping holds. */
@@ -237,7 +234,6 @@ static long inaccessible_allocate(struct inaccessible_file *f, pgoff_t start,
 		/* Huge pages that shmem_enabled=force imposed: charge them. */
 		inc_rlimit_ucounts(f->ucounts, UCOUNT_RLIMIT_MEMLOCK,
 				   added - holes);
-		f->nr_charged += added - holes;
 	}
 	/*
 	 * A tmpfs mount of our own has no size limit, so ENOSPC only means
@@ -593,12 +589,12 @@ static void inaccessible_evict_inode(struct inode *inode)
 		return;
 	if (f->backing) {
 		/*
-		 * Free the pages now, while @f exists, rather than whenever
-		 * the last reference to the internal file goes.
+		 * The charge is the pages held.  Free them now, while @f
+		 * exists, rather than whenever the last reference to the
+		 * internal file goes.
 		 */
+		inaccessible_uncharge(f, f->backing->f_mapping->nrpages);
 		shmem_truncate_range(file_inode(f->backing), 0, -1);
-		dec_rlimit_ucounts(f->ucounts, UCOUNT_RLIMIT_MEMLOCK,
-				   f->nr_charged);
 		fput(f->backing);
 	}
 	put_ucounts(f->ucounts);
