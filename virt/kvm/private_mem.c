@@ -7,6 +7,7 @@
  */
 
 #include <linux/debugfs.h>
+#include <linux/fault-inject.h>
 #include <linux/file.h>
 #include <linux/kvm_host.h>
 #include <linux/memfile_notifier.h>
@@ -19,8 +20,21 @@
 				 MEMFILE_F_UNRECLAIMABLE)
 
 #ifdef CONFIG_KVM_PRIVATE_MEM_FAULT_INJECTION
-static bool private_mem_skip_zap;
-module_param(private_mem_skip_zap, bool, 0644);
+static DECLARE_FAULT_ATTR(fail_private_mem_zap);
+
+/**
+ * kvm_private_mem_init_debugfs - add the fault injection attributes
+ * @dir: KVM's debugfs directory
+ *
+ * Adds fail_private_mem_zap, with the attributes of
+ * Documentation/fault-injection/fault-injection.rst.  Each invalidation of
+ * private memory that it fails leaves the private mappings in place.
+ */
+void kvm_private_mem_init_debugfs(struct dentry *dir)
+{
+	fault_create_debugfs_attr("fail_private_mem_zap", dir,
+				  &fail_private_mem_zap);
+}
 
 /*
  * Fault injection: leave the private mappings of [@start, @end) in place.
@@ -34,7 +48,7 @@ static bool kvm_private_mem_inject_skip_zap(struct kvm_memory_slot *slot,
 	int order;
 	gfn_t gfn;
 
-	if (!READ_ONCE(private_mem_skip_zap))
+	if (!should_fail(&fail_private_mem_zap, 1))
 		return false;
 	for (gfn = start; gfn < end; gfn++)
 		kvm_private_mem_get_pfn(slot, gfn, &pfn, &order);

@@ -13,8 +13,9 @@
  * The host bumps a per-page epoch around every hole punch that destroys
  * private content (odd while it runs), so the guest knows when its private
  * word must read as zero.  As a negative control, the kvm parameter
- * private_mem_skip_zap makes KVM leave stale private mappings, which the
- * test must then report.
+ * fail_private_mem_zap (a fault injection attribute in KVM's debugfs
+ * directory) makes KVM leave stale private mappings, which the test must
+ * then report.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -41,6 +42,7 @@
 #define NR_VCPUS	3
 #define STRESS_SECONDS	60
 #define CONTROL_SECONDS	20
+#define FAIL_ZAP	"fail_private_mem_zap/"
 #define MAX_REPORTED	4
 
 /* A word's value: the view, the vCPU and a sequence number, never 0. */
@@ -447,14 +449,17 @@ FIXTURE(negative) {};
  */
 FIXTURE_SETUP(negative)
 {
-	if (!kvm_param_set("private_mem_skip_zap", "Y"))
-		SKIP(return, "no kvm.private_mem_skip_zap (needs %s)",
+	/* Quiet, and for every invalidation, before it starts. */
+	if (!kvm_debugfs_set(FAIL_ZAP "verbose", "0"))
+		SKIP(return, "no %s (needs %s)", FAIL_ZAP,
 		     "CONFIG_KVM_PRIVATE_MEM_FAULT_INJECTION");
+	ASSERT_TRUE(kvm_debugfs_set(FAIL_ZAP "times", "-1"));
+	ASSERT_TRUE(kvm_debugfs_set(FAIL_ZAP "probability", "100"));
 }
 
 FIXTURE_TEARDOWN(negative)
 {
-	kvm_param_set("private_mem_skip_zap", "N");
+	kvm_debugfs_set(FAIL_ZAP "probability", "0");
 }
 
 TEST_F_TIMEOUT(negative, control_stale_mappings_are_caught, 120)

@@ -51,6 +51,7 @@ void private_region_map(struct private_region *r, uint64_t shared_gva,
 void private_region_convert(struct private_region *r, uint64_t gpa,
 			    uint64_t size, bool private);
 bool kvm_param_set(const char *name, const char *val);
+bool kvm_debugfs_set(const char *name, const char *val);
 int kvm_param_get(const char *name);
 uint64_t vcpu_run_converting(struct kvm_vcpu *vcpu, struct private_region *r,
 			     struct conversion_counts *counts,

@@ -148,6 +148,24 @@ uint64_t vcpu_run_converting(struct kvm_vcpu *vcpu, struct private_region *r,
 }
 
 #define KVM_PARAM_DIR	"/sys/module/kvm/parameters/"
+#define KVM_DEBUGFS_DIR	"/sys/kernel/debug/kvm/"
+
+/* Write @val to the file @dir@name; false if it is absent or refuses it. */
+static bool write_str(const char *dir, const char *name, const char *val)
+{
+	ssize_t len = strlen(val);
+	char path[256];
+	bool ok;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s%s", dir, name);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return false;
+	ok = write(fd, val, len) == len;
+	close(fd);
+	return ok;
+}
 
 /*
  * Set kvm module parameter @name to @val, for a test that flips it and
@@ -155,18 +173,16 @@ uint64_t vcpu_run_converting(struct kvm_vcpu *vcpu, struct private_region *r,
  */
 bool kvm_param_set(const char *name, const char *val)
 {
-	ssize_t len = strlen(val);
-	char path[128];
-	bool ok;
-	int fd;
+	return write_str(KVM_PARAM_DIR, name, val);
+}
 
-	snprintf(path, sizeof(path), KVM_PARAM_DIR "%s", name);
-	fd = open(path, O_WRONLY);
-	if (fd < 0)
-		return false;
-	ok = write(fd, val, len) == len;
-	close(fd);
-	return ok;
+/*
+ * Write @val to @name below KVM's debugfs directory, for instance a fault
+ * injection attribute.  False if the file is absent or refuses the value.
+ */
+bool kvm_debugfs_set(const char *name, const char *val)
+{
+	return write_str(KVM_DEBUGFS_DIR, name, val);
 }
 
 /*
