@@ -187,16 +187,18 @@ EXPORT_SYMBOL_GPL(memfile_unregister_notifier);
  * @pfn: on success, the page's pfn
  * @order: on success, the order of the folio that holds the page
  *
- * Never allocates.  Every page was zeroed when it was allocated, so no
- * earlier content of the memory is ever visible through it.  The
- * reference keeps the page from being freed (but not from being
- * invalidated) until the consumer drops it with put_page().
+ * Never allocates.  The first lookup of a page zeroes it, so no earlier
+ * content of the memory is ever visible through it.  The reference keeps
+ * the page from being freed (but not from being invalidated) until the
+ * consumer drops it with put_page().
+ *
+ * Context: Process context.  The first lookup of a page may sleep on its
+ * page lock.
  *
  * Return: 0 on success; -EINVAL if @offset is outside the consumer's
- * range; -ENOENT if the file has no page at @offset (or one whose
- * allocation is still in progress); -EHWPOISON if the page there is
- * poisoned (the consumer was invalidated for it, and it stays until the
- * range is punched).
+ * range; -ENOENT if the file has no page at @offset; -EHWPOISON if the
+ * page there is poisoned (the consumer was invalidated for it, and it
+ * stays until the range is punched).
  */
 int memfile_get_pfn(struct memfile_notifier *notifier, pgoff_t offset,
 		    unsigned long *pfn, int *order)
