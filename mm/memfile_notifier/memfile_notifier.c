@@ -222,12 +222,99 @@ static int memfile_consumers_get(void *data, u64 *val)
 DEFINE_DEBUGFS_ATTRIBUTE(memfile_consumers_fops, memfile_consumers_get,
 			 NULL, "%llu\n");
 
+#ifdef CONFIG_MEMFILE_NOTIFIER_TEST_PFN
+/*
+ * /sys/kernel/debug/memfile_notifier/pfn: write "FD OFFSET", a file
+ * descriptor of the writer's for an inaccessible file and a page offset in
+ * it, then read back the pfn of the page there, as memfile_get_pfn() gives
+ * it to a consumer (a first lookup zeroes the page).  Tests use it to check
+ * from userspace that the pages stay where they are; it tells no more than
+ * /proc/<pid>/pagemap tells CAP_SYS_ADMIN about mapped pages.
+ */
+static int memfile_pfn_open(struct inode *inode, struct file *file)
+{
+	unsigned long *pfn;
+
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	pfn = kmalloc(sizeof(*pfn), GFP_KERNEL);
+	if (!pfn)
+		return -ENOMEM;
+	*pfn = ULONG_MAX;
+	file->private_data = pfn;
+	return 0;
+}
+
+static int memfile_pfn_release(struct inode *inode, struct file *file)
+{
+	kfree(file->private_data);
+	return 0;
+}
+
+static ssize_t memfile_pfn_write(struct file *file, const char __user *ubuf,
+				 size_t count, loff_t *ppos)
+{
+	unsigned long *result = file->private_data, pfn;
+	struct file *target;
+	pgoff_t offset;
+	unsigned int fd;
+	char buf[48];
+	int order, ret;
+
+	if (count >= sizeof(buf))
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, count))
+		return -EFAULT;
+	buf[count] = '\0';
+	if (sscanf(buf, "%u %lu", &fd, &offset) != 2)
+		return -EINVAL;
+
+	target = fget(fd);
+	if (!target)
+		return -EBADF;
+	ret = -EINVAL;
+	if (inaccessible_file_node(target))
+		ret = inaccessible_get_pfn(target, offset, &pfn, &order);
+	fput(target);
+	if (ret)
+		return ret;
+	put_page(pfn_to_page(pfn));
+	*result = pfn;
+	return count;
+}
+
+static ssize_t memfile_pfn_read(struct file *file, char __user *ubuf,
+				size_t count, loff_t *ppos)
+{
+	unsigned long *pfn = file->private_data;
+	char buf[24];
+	int len;
+
+	if (*pfn == ULONG_MAX)
+		return -ENODATA;
+	len = scnprintf(buf, sizeof(buf), "%lu\n", *pfn);
+	return simple_read_from_buffer(ubuf, count, ppos, buf, len);
+}
+
+static const struct file_operations memfile_pfn_fops = {
+	.owner		= THIS_MODULE,
+	.open		= memfile_pfn_open,
+	.release	= memfile_pfn_release,
+	.read		= memfile_pfn_read,
+	.write		= memfile_pfn_write,
+	.llseek		= default_llseek,
+};
+#endif
+
 static int __init memfile_notifier_debugfs_init(void)
 {
 	struct dentry *dir = debugfs_create_dir("memfile_notifier", NULL);
 
 	debugfs_create_file_unsafe("consumers", 0444, dir, NULL,
 				   &memfile_consumers_fops);
+#ifdef CONFIG_MEMFILE_NOTIFIER_TEST_PFN
+	debugfs_create_file("pfn", 0600, dir, NULL, &memfile_pfn_fops);
+#endif
 	return 0;
 }
 late_initcall(memfile_notifier_debugfs_init);
