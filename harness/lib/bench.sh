@@ -350,8 +350,7 @@ bench_short_test() {
 # fallocate() on an inaccessible file, and one boot that runs the
 # benchmark with each step skipped in turn.  AMD lane, full mode only.
 BREAKDOWN=$BENCH/breakdown
-BREAKDOWN_KNOBS="memlock invalidate"
-BREAKDOWN_STEPS="none $BREAKDOWN_KNOBS"
+BREAKDOWN_STEPS="none memlock clear invalidate"
 
 breakdown_build() {
 	local wt=$BREAKDOWN/linux obj=$BREAKDOWN/obj
@@ -374,7 +373,7 @@ breakdown_script() {
 
 	echo "/tests/private_mem_bench $BENCH_FULL_ARGS >/dev/null || exit 1"
 	for s in $BREAKDOWN_STEPS $BREAKDOWN_STEPS; do
-		for k in $BREAKDOWN_KNOBS; do
+		for k in memlock clear invalidate; do
 			echo "echo $([ "$k" = "$s" ] && echo Y || echo N) >$p/bench_skip_$k || exit 1"
 		done
 		echo "echo 'bench: breakdown skip=$s'"

@@ -174,10 +174,10 @@ static int inaccessible_runs_add(struct inaccessible_runs *r, pgoff_t index)
 /*
  * Allocate the holes of [@start, @end), charged in advance so that a
  * failed charge changes nothing, and taken back if allocation fails part
- * way.  The new pages are not zeroed here (SGP_WRITE leaves them not
- * uptodate); the first lookup zeroes each one, so that memory no consumer
- * ever uses is never written.  Each page is dirty from the start, so that
- * nothing drops it as a clean page-cache page.
+ * way.  shmem zeroes each new page as it allocates it (SGP_CACHE), the
+ * one time the page is written before a consumer gets it; the page is
+ * dirty from then on, so that nothing drops it as a clean page-cache
+ * page.
  */
 static long inaccessible_allocate(struct inaccessible_file *f, pgoff_t start,
 				  pgoff_t end)
@@ -201,7 +201,7 @@ static long inaccessible_allocate(struct inaccessible_file *f, pgoff_t start,
 	for (index = start; index < end; index++) {
 		unsigned long nrpages = mapping->nrpages;
 
-		ret = shmem_get_folio(pages, index, &folio, SGP_WRITE);
+		ret = shmem_get_folio(pages, index, &folio, SGP_CACHE);
 		if (ret)
 			break;
 		folio_mark_dirty(folio);
@@ -291,39 +291,11 @@ out:
 	return ret;
 }
 
-/*
- * The first index in [@index, @end) that holds a page (@data) or none
- * (!@data), or @end.  A page counts whether or not its first lookup has
- * zeroed it yet, which is why this is not mapping_seek_hole_data(): that
- * takes a page that is not uptodate for a hole.
- */
-static pgoff_t inaccessible_seek(struct address_space *mapping, pgoff_t index,
-				 pgoff_t end, bool data)
-{
-	XA_STATE(xas, &mapping->i_pages, index);
-	struct folio *folio;
-	pgoff_t next = index;
-
-	rcu_read_lock();
-	xas_for_each(&xas, folio, end - 1) {
-		if (xas_retry(&xas, folio) || xa_is_value(folio))
-			continue;
-		if (data || folio->index > next)
-			break;
-		next = folio->index + folio_nr_pages(folio);
-	}
-	rcu_read_unlock();
-	if (data)
-		return folio ? max(index, folio->index) : end;
-	return min(next, end);
-}
-
 /* SEEK_DATA and SEEK_HOLE tell which pages the file holds. */
 static loff_t inaccessible_llseek(struct file *file, loff_t offset, int whence)
 {
 	struct inode *inode = file_inode(file);
 	struct inaccessible_file *f = inode->i_private;
-	pgoff_t index, end, found;
 	loff_t size;
 
 	if (whence != SEEK_DATA && whence != SEEK_HOLE)
@@ -335,18 +307,11 @@ static loff_t inaccessible_llseek(struct file *file, loff_t offset, int whence)
 
 	inode_lock(inode);
 	size = i_size_read(inode);
-	index = offset >> PAGE_SHIFT;
-	end = size >> PAGE_SHIFT;
-	if (offset >= size) {
+	if (offset >= size)
 		offset = -ENXIO;
-	} else {
-		found = inaccessible_seek(f->backing->f_mapping, index, end,
-					  whence == SEEK_DATA);
-		if (whence == SEEK_DATA && found == end)
-			offset = -ENXIO;
-		else if (found != index)
-			offset = (loff_t)found << PAGE_SHIFT;
-	}
+	else
+		offset = mapping_seek_hole_data(f->backing->f_mapping, offset,
+						size, whence);
 	if (offset >= 0)
 		offset = vfs_setpos(file, offset, MAX_LFS_FILESIZE);
 	inode_unlock(inode);
@@ -451,7 +416,8 @@ static const struct inode_operations inaccessible_iops = {
  * Documentation/mm/memfile_notifier.rst for what the file allows.
  *
  * Return: the file, opened read-write, or an ERR_PTR(): -EINVAL if @size
- * is not page-aligned, -ENOMEM if memory ran out.
+ * is not page-aligned or the store failed to mount its filesystems at boot
+ * (and said so in the kernel log), -ENOMEM if memory ran out.
  */
 struct file *inaccessible_file_create(const char *name, loff_t size)
 {
@@ -461,6 +427,10 @@ struct file *inaccessible_file_create(const char *name, loff_t size)
 	int ret;
 
 	if (!PAGE_ALIGNED(size) || size < 0)
+		return ERR_PTR(-EINVAL);
+
+	/* The store did not come up at boot. */
+	if (!inaccessible_mnt)
 		return ERR_PTR(-EINVAL);
 
 	f = kzalloc(sizeof(*f), GFP_KERNEL);
@@ -526,34 +496,10 @@ struct memfile_node *inaccessible_file_node(struct file *file)
 }
 
 /*
- * Zero a page on its first lookup, as allocation left it.  The folio lock
- * keeps two lookups from zeroing it at once and a punch from freeing it
- * meanwhile; a page punched before the lock was taken is a hole.
- */
-static int inaccessible_prepare(struct folio *folio,
-				struct address_space *mapping)
-{
-	long i;
-
-	folio_lock(folio);
-	if (folio->mapping != mapping) {
-		folio_unlock(folio);
-		return -ENOENT;
-	}
-	if (!folio_test_uptodate(folio)) {
-		for (i = 0; i < folio_nr_pages(folio); i++)
-			clear_highpage(folio_page(folio, i));
-		flush_dcache_folio(folio);
-		folio_mark_uptodate(folio);
-	}
-	folio_unlock(folio);
-	return 0;
-}
-
-/*
- * Take a reference to the page at @offset and return its pfn, zeroing the
- * page first if this is its first lookup.  A hole fails, and so does a
- * poisoned page.
+ * Take a reference to the page at @offset and return its pfn.  A hole
+ * fails, and so does a page whose allocation is still zeroing it (it is
+ * not uptodate yet): a consumer that looks up a range being allocated is
+ * inside an invalidation bracket and retries.
  */
 int inaccessible_get_pfn(struct file *file, pgoff_t offset, unsigned long *pfn,
 			 int *order)
@@ -561,25 +507,21 @@ int inaccessible_get_pfn(struct file *file, pgoff_t offset, unsigned long *pfn,
 	struct file *backing = inaccessible_backing(file_inode(file)->i_private);
 	struct folio *folio;
 	struct page *page;
-	int ret;
 
 	if (!backing)
 		return -ENOENT;
 	folio = filemap_get_folio(backing->f_mapping, offset);
 	if (!folio)
 		return -ENOENT;
+	if (!folio_test_uptodate(folio)) {
+		folio_put(folio);
+		return -ENOENT;
+	}
 	page = folio_file_page(folio, offset);
 	/* A poisoned page stays in the file, but is no one's to use. */
 	if (PageHWPoison(page)) {
 		folio_put(folio);
 		return -EHWPOISON;
-	}
-	if (!folio_test_uptodate(folio)) {
-		ret = inaccessible_prepare(folio, backing->f_mapping);
-		if (ret) {
-			folio_put(folio);
-			return ret;
-		}
 	}
 	*pfn = page_to_pfn(page);
 	*order = folio_order(folio);
@@ -691,10 +633,14 @@ static int __init inaccessible_init(void)
 {
 	char options[] = "huge=never";
 	struct file_system_type *tmpfs;
+	struct vfsmount *mnt, *pages;
+	int ret;
 
-	inaccessible_mnt = kern_mount(&inaccessible_fs);
-	if (IS_ERR(inaccessible_mnt))
-		return PTR_ERR(inaccessible_mnt);
+	mnt = kern_mount(&inaccessible_fs);
+	if (IS_ERR(mnt)) {
+		ret = PTR_ERR(mnt);
+		goto fail;
+	}
 
 	/*
 	 * A tmpfs mount of the store's own: small pages only, whatever
@@ -702,11 +648,25 @@ static int __init inaccessible_init(void)
 	 * ordinary memfds, and no size limit (a kernel mount has none).
 	 */
 	tmpfs = get_fs_type("tmpfs");
-	if (!tmpfs)
-		return -ENODEV;
-	inaccessible_pages_mnt = vfs_kern_mount(tmpfs, SB_KERNMOUNT,
-						tmpfs->name, options);
+	if (!tmpfs) {
+		ret = -ENODEV;
+		goto fail_unmount;
+	}
+	pages = vfs_kern_mount(tmpfs, SB_KERNMOUNT, tmpfs->name, options);
 	put_filesystem(tmpfs);
-	return PTR_ERR_OR_ZERO(inaccessible_pages_mnt);
+	if (IS_ERR(pages)) {
+		ret = PTR_ERR(pages);
+		goto fail_unmount;
+	}
+	inaccessible_mnt = mnt;
+	inaccessible_pages_mnt = pages;
+	return 0;
+
+fail_unmount:
+	kern_unmount(mnt);
+fail:
+	/* memfd_create(MFD_INACCESSIBLE) then fails as if the flag were unknown. */
+	pr_err("inaccessible: cannot mount the store's filesystems (%d)\n", ret);
+	return ret;
 }
 fs_initcall(inaccessible_init);

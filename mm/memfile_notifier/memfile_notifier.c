@@ -30,7 +30,6 @@ void memfile_node_init(struct memfile_node *node, unsigned long flags)
 	INIT_LIST_HEAD(&node->notifiers);
 	node->flags = flags;
 }
-EXPORT_SYMBOL_GPL(memfile_node_init);
 
 /**
  * memfile_notifier_invalidate_begin - announce a change of a file range
@@ -60,7 +59,6 @@ void memfile_notifier_invalidate_begin(struct memfile_node *node,
 			notifier->ops->invalidate_begin(notifier, s, e);
 	}
 }
-EXPORT_SYMBOL_GPL(memfile_notifier_invalidate_begin);
 
 /**
  * memfile_notifier_invalidate_end - the change of a file range is complete
@@ -87,7 +85,6 @@ void memfile_notifier_invalidate_end(struct memfile_node *node,
 	}
 	mutex_unlock(&node->lock);
 }
-EXPORT_SYMBOL_GPL(memfile_notifier_invalidate_end);
 
 /**
  * memfile_register_notifier - register a consumer on a range of a file
@@ -187,18 +184,16 @@ EXPORT_SYMBOL_GPL(memfile_unregister_notifier);
  * @pfn: on success, the page's pfn
  * @order: on success, the order of the folio that holds the page
  *
- * Never allocates.  The first lookup of a page zeroes it, so no earlier
- * content of the memory is ever visible through it.  The reference keeps
- * the page from being freed (but not from being invalidated) until the
- * consumer drops it with put_page().
- *
- * Context: Process context.  The first lookup of a page may sleep on its
- * page lock.
+ * Never allocates.  Every page was zeroed when it was allocated, so no
+ * earlier content of the memory is ever visible through it.  The
+ * reference keeps the page from being freed (but not from being
+ * invalidated) until the consumer drops it with put_page().
  *
  * Return: 0 on success; -EINVAL if @offset is outside the consumer's
- * range; -ENOENT if the file has no page at @offset; -EHWPOISON if the
- * page there is poisoned (the consumer was invalidated for it, and it
- * stays until the range is punched).
+ * range; -ENOENT if the file has no page at @offset (or one whose
+ * allocation is still in progress); -EHWPOISON if the page there is
+ * poisoned (the consumer was invalidated for it, and it stays until the
+ * range is punched).
  */
 int memfile_get_pfn(struct memfile_notifier *notifier, pgoff_t offset,
 		    unsigned long *pfn, int *order)
@@ -227,9 +222,9 @@ DEFINE_DEBUGFS_ATTRIBUTE(memfile_consumers_fops, memfile_consumers_get,
  * /sys/kernel/debug/memfile_notifier/pfn: write "FD OFFSET", a file
  * descriptor of the writer's for an inaccessible file and a page offset in
  * it, then read back the pfn of the page there, as memfile_get_pfn() gives
- * it to a consumer (a first lookup zeroes the page).  Tests use it to check
- * from userspace that the pages stay where they are; it tells no more than
- * /proc/<pid>/pagemap tells CAP_SYS_ADMIN about mapped pages.
+ * it to a consumer.  Tests use it to check from userspace that the pages
+ * stay where they are; it tells no more than /proc/<pid>/pagemap tells
+ * CAP_SYS_ADMIN about mapped pages.
  */
 static int memfile_pfn_open(struct inode *inode, struct file *file)
 {
