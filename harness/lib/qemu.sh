@@ -28,7 +28,8 @@ qgit() {
 ensure_deb_src() {
 	local list=/etc/apt/sources.list.d/privmem-deb-src.sources
 
-	grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/ && return 0
+	grep -rqsE --include=sources.list --include='*.list' --include='*.sources' \
+		'^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/ && return 0
 	[ "$(id -u)" = 0 ] || die "apt-get source qemu needs deb-src entries in /etc/apt; add them for your suites, or run as root"
 	{
 		for f in /etc/apt/sources.list.d/*.sources; do
@@ -36,7 +37,9 @@ ensure_deb_src() {
 			awk '/^Types:/ { $0 = "Types: deb-src" } { print }' "$f"
 			echo
 		done
-		[ -f /etc/apt/sources.list ] && sed -n 's/^deb /deb-src /p' /etc/apt/sources.list
+		if [ -f /etc/apt/sources.list ]; then
+			sed -n 's/^deb /deb-src /p' /etc/apt/sources.list
+		fi
 	} >"$list.tmp" || return 1
 	mv "$list.tmp" "$list"
 	note "    added deb-src entries for the configured suites: $list"
