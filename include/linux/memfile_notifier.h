@@ -13,7 +13,6 @@
 #include <linux/mutex.h>
 #include <linux/types.h>
 
-struct address_space;
 struct file;
 struct module;
 struct memfile_notifier;
@@ -110,7 +109,6 @@ int memfile_get_pfn(struct memfile_notifier *notifier, pgoff_t offset,
 /* Inaccessible files: memfd_create(MFD_INACCESSIBLE). */
 struct file *inaccessible_file_create(const char *name, loff_t size);
 unsigned int *inaccessible_file_seals(struct file *file);
-void inaccessible_page_poisoned(struct address_space *mapping, pgoff_t index);
 #else
 static inline struct file *inaccessible_file_create(const char *name,
 						    loff_t size)
@@ -121,11 +119,6 @@ static inline struct file *inaccessible_file_create(const char *name,
 static inline unsigned int *inaccessible_file_seals(struct file *file)
 {
 	return NULL;
-}
-
-static inline void inaccessible_page_poisoned(struct address_space *mapping,
-					      pgoff_t index)
-{
 }
 #endif /* CONFIG_MEMFILE_NOTIFIER */
 

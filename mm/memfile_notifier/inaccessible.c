@@ -7,31 +7,34 @@
  * which pages it holds, and nothing else: no read, write, splice or mmap.
  * In-kernel consumers use the pages by pfn through memfile_notifier.
  *
- * The pages themselves are held by a kernel-internal tmpfs file on a
- * mount of this store's own, which no file descriptor and no path ever
- * reaches.  shmem keeps doing what it does for any tmpfs file (allocation,
- * page cache, truncation, memory accounting); the store adds what is
- * particular to inaccessible memory around it: the size and fallocate
- * rules, the memlock charge, the zeroing at allocation, the mapping flags
- * that keep the pages unreclaimable and unmovable, and the notifications
- * to consumers.
+ * The pages live in the page cache of the file's own inode, as
+ * secretmem's do, and no other file, path or mapping refers to them.  The
+ * store allocates, zeroes and frees them itself, with the generic
+ * page-cache helpers, rather than through a tmpfs file: shmem's page
+ * path pays for swap, memory policies, huge-page choices and block
+ * accounting that these pages never use, and whatever shmem is told to do
+ * for tmpfs (shmem_enabled) would reach them.  Around the page cache the
+ * store keeps what is particular to inaccessible memory: the size and
+ * fallocate rules, the memlock charge, the zeroing at allocation, the
+ * mapping flags that keep the pages unreclaimable and unmovable, and the
+ * notifications to consumers.
  *
  * See Documentation/mm/memfile_notifier.rst.
  */
 
+#include <linux/blk_types.h>
 #include <linux/cred.h>
 #include <linux/falloc.h>
 #include <linux/fcntl.h>
 #include <linux/file.h>
 #include <linux/fs.h>
-#include <linux/fs_context.h>
+#include <linux/highmem.h>
 #include <linux/magic.h>
 #include <linux/memfile_notifier.h>
 #include <linux/mount.h>
 #include <linux/pagemap.h>
 #include <linux/pseudo_fs.h>
 #include <linux/sched/signal.h>
-#include <linux/shmem_fs.h>
 #include <linux/slab.h>
 #include <linux/user_namespace.h>
 
@@ -40,39 +43,27 @@
 /*
  * struct inaccessible_file - the state of an inaccessible file
  * @inode: the file's inode, on the store's pseudo filesystem
- * @backing: the internal tmpfs file that holds the pages, once sized
- * @ucounts: the user charged for the pages @backing holds (RLIMIT_MEMLOCK)
+ * @ucounts: the user charged for the pages the file holds (RLIMIT_MEMLOCK)
  * @seals: F_SEAL_* seals of the file
  * @node: the consumers of the file
  *
  * Hangs off the inode's i_private and lives as long as the inode, so it
  * is shared by every struct file of the inode (a reopen through /proc).
- * @backing and @seals change, and pages come and go, under the inode's
+ * The size and @seals change, and pages come and go, under the inode's
  * i_rwsem.
  */
 struct inaccessible_file {
 	struct inode *inode;
-	struct file *backing;
 	struct ucounts *ucounts;
 	unsigned int seals;
 	struct memfile_node node;
 };
 
-/* Where the files live, and where their pages live. */
+/* Where the files live. */
 static struct vfsmount *inaccessible_mnt;
-static struct vfsmount *inaccessible_pages_mnt;
 
 static const struct file_operations inaccessible_fops;
-
-/*
- * The file that holds the pages, or NULL until the size is set, for
- * readers that do not hold i_rwsem.
- */
-static struct file *inaccessible_backing(struct inaccessible_file *f)
-{
-	/* Pairs with inaccessible_set_size(): the mapping is set up. */
-	return smp_load_acquire(&f->backing);
-}
+static const struct address_space_operations inaccessible_aops;
 
 static struct inaccessible_file *inaccessible_of(struct file *file)
 {
@@ -125,12 +116,47 @@ static unsigned long inaccessible_nr_pages(struct address_space *mapping,
 	return nr;
 }
 
-/* Free the pages [@start, @end) of the pages' file. */
-static void inaccessible_truncate(struct inode *pages, pgoff_t start,
-				  pgoff_t end)
+/* Free the pages [@start, @end) of @mapping. */
+static void inaccessible_truncate(struct address_space *mapping,
+				  pgoff_t start, pgoff_t end)
 {
-	shmem_truncate_range(pages, (loff_t)start << PAGE_SHIFT,
-			     ((loff_t)end << PAGE_SHIFT) - 1);
+	truncate_inode_pages_range(mapping, (loff_t)start << PAGE_SHIFT,
+				   ((loff_t)end << PAGE_SHIFT) - 1);
+}
+
+/*
+ * Add a zeroed page at @index of @mapping, unless it holds one there.
+ * The page is zeroed before it is in the page cache, so no lookup ever
+ * finds it unwritten, and that is the one time it is written before a
+ * consumer gets it.  It is dirty from then on, so that nothing drops it
+ * as a clean page-cache page; the inode's address space operations set
+ * the flag and nothing else, so no writeback ever looks at it.
+ *
+ * Return: 1 if a page was added, 0 if there was one, or -ENOMEM.
+ */
+static int inaccessible_add_page(struct address_space *mapping, pgoff_t index)
+{
+	gfp_t gfp = mapping_gfp_mask(mapping);
+	struct folio *folio;
+	int ret;
+
+	/* Only the caller, under i_rwsem, adds or removes pages. */
+	if (xa_load(&mapping->i_pages, index))
+		return 0;
+	folio = filemap_alloc_folio(gfp, 0);
+	if (!folio)
+		return -ENOMEM;
+	clear_highpage(folio_page(folio, 0));
+	__folio_mark_uptodate(folio);
+	ret = filemap_add_folio(mapping, folio, index, gfp);
+	if (ret) {
+		folio_put(folio);
+		return ret;
+	}
+	folio_mark_dirty(folio);
+	folio_unlock(folio);
+	folio_put(folio);
+	return 1;
 }
 
 /*
@@ -174,44 +200,34 @@ static int inaccessible_runs_add(struct inaccessible_runs *r, pgoff_t index)
 /*
  * Allocate the holes of [@start, @end), charged in advance so that a
  * failed charge changes nothing, and taken back if allocation fails part
- * way.  shmem zeroes each new page as it allocates it (SGP_CACHE), the
- * one time the page is written before a consumer gets it; the page is
- * dirty from then on, so that nothing drops it as a clean page-cache
- * page.
+ * way, so that a failure leaves the file and the charge as they were.
  */
 static long inaccessible_allocate(struct inaccessible_file *f, pgoff_t start,
 				  pgoff_t end)
 {
-	struct inode *pages = file_inode(f->backing);
-	struct address_space *mapping = pages->i_mapping;
+	struct address_space *mapping = f->inode->i_mapping;
 	struct inaccessible_runs r = { .max = ARRAY_SIZE(r.inline_run) };
-	unsigned long holes, before, added;
-	struct folio *folio;
+	unsigned long holes;
 	pgoff_t index;
 	unsigned int i;
 	long ret = 0;
 
 	holes = end - start - inaccessible_nr_pages(mapping, start, end);
-	if (holes && !inaccessible_charge(f, holes))
+	if (!holes)
+		return 0;
+	if (!inaccessible_charge(f, holes))
 		return -ENOMEM;
 
 	r.run = r.inline_run;
-	before = mapping->nrpages;
 	memfile_notifier_invalidate_begin(&f->node, start, end);
 	for (index = start; index < end; index++) {
-		unsigned long nrpages = mapping->nrpages;
-
-		ret = shmem_get_folio(pages, index, &folio, SGP_CACHE);
-		if (ret)
+		ret = inaccessible_add_page(mapping, index);
+		if (ret < 0)
 			break;
-		folio_mark_dirty(folio);
-		folio_unlock(folio);
-		folio_put(folio);
-		/* Only this task adds pages: more of them means a new one. */
-		if (mapping->nrpages != nrpages) {
+		if (ret) {
 			ret = inaccessible_runs_add(&r, index);
 			if (ret) {
-				inaccessible_truncate(pages, index, index + 1);
+				inaccessible_truncate(mapping, index, index + 1);
 				break;
 			}
 		}
@@ -222,36 +238,25 @@ static long inaccessible_allocate(struct inaccessible_file *f, pgoff_t start,
 		cond_resched();
 	}
 	for (i = 0; ret && i < r.nr; i++)
-		inaccessible_truncate(pages, r.run[i].start, r.run[i].end);
+		inaccessible_truncate(mapping, r.run[i].start, r.run[i].end);
 	memfile_notifier_invalidate_end(&f->node, start, end);
 	if (r.run != r.inline_run)
 		kfree(r.run);
-
-	added = mapping->nrpages - before;
-	if (added < holes) {
-		inaccessible_uncharge(f, holes - added);
-	} else if (added > holes) {
-		/* Huge pages that shmem_enabled=force imposed: charge them. */
-		inc_rlimit_ucounts(f->ucounts, UCOUNT_RLIMIT_MEMLOCK,
-				   added - holes);
-	}
-	/*
-	 * A tmpfs mount of our own has no size limit, so ENOSPC only means
-	 * that memory ran out.
-	 */
-	return ret == -ENOSPC ? -ENOMEM : ret;
+	if (ret)
+		inaccessible_uncharge(f, holes);
+	return ret;
 }
 
 static void inaccessible_punch(struct inaccessible_file *f, pgoff_t start,
 			       pgoff_t end)
 {
-	struct inode *pages = file_inode(f->backing);
-	unsigned long before = pages->i_mapping->nrpages;
+	struct address_space *mapping = f->inode->i_mapping;
+	unsigned long before = mapping->nrpages;
 
 	memfile_notifier_invalidate_begin(&f->node, start, end);
-	inaccessible_truncate(pages, start, end);
+	inaccessible_truncate(mapping, start, end);
 	memfile_notifier_invalidate_end(&f->node, start, end);
-	inaccessible_uncharge(f, before - pages->i_mapping->nrpages);
+	inaccessible_uncharge(f, before - mapping->nrpages);
 }
 
 /*
@@ -295,7 +300,6 @@ out:
 static loff_t inaccessible_llseek(struct file *file, loff_t offset, int whence)
 {
 	struct inode *inode = file_inode(file);
-	struct inaccessible_file *f = inode->i_private;
 	loff_t size;
 
 	if (whence != SEEK_DATA && whence != SEEK_HOLE)
@@ -310,8 +314,8 @@ static loff_t inaccessible_llseek(struct file *file, loff_t offset, int whence)
 	if (offset >= size)
 		offset = -ENXIO;
 	else
-		offset = mapping_seek_hole_data(f->backing->f_mapping, offset,
-						size, whence);
+		offset = mapping_seek_hole_data(inode->i_mapping, offset, size,
+						whence);
 	if (offset >= 0)
 		offset = vfs_setpos(file, offset, MAX_LFS_FILESIZE);
 	inode_unlock(inode);
@@ -323,43 +327,6 @@ static const struct file_operations inaccessible_fops = {
 	.fsync		= noop_fsync,
 	.fallocate	= inaccessible_fallocate,
 };
-
-/*
- * The file gets its pages' file when it gets its size, once: a file that
- * never changes size never truncates pages behind its consumers.
- */
-static int inaccessible_set_size(struct inaccessible_file *f,
-				 const char *name, loff_t size)
-{
-	struct address_space *mapping;
-	struct file *backing;
-
-	backing = shmem_file_setup_with_mnt(inaccessible_pages_mnt, name, size,
-					    VM_NORESERVE);
-	if (IS_ERR(backing))
-		return PTR_ERR(backing);
-
-	mapping = backing->f_mapping;
-	/* Reclaim never scans the pages: they stay in memory. */
-	mapping_set_unevictable(mapping);
-	/*
-	 * Nothing migrates them either.  Take them from unmovable
-	 * pageblocks, so they never land in ZONE_MOVABLE or CMA, whose
-	 * pages must stay movable.
-	 */
-	mapping_set_unmovable(mapping);
-	mapping_set_gfp_mask(mapping, mapping_gfp_mask(mapping) & ~__GFP_MOVABLE);
-	/* Memory failure finds the file from the page's mapping. */
-	mapping->private_data = f;
-
-	/*
-	 * Readers without i_rwsem see either no file or a set-up one; pairs
-	 * with the smp_load_acquire() in inaccessible_backing().
-	 */
-	smp_store_release(&f->backing, backing);
-	i_size_write(f->inode, size);
-	return 0;
-}
 
 static int inaccessible_setattr(struct user_namespace *mnt_userns,
 				struct dentry *dentry, struct iattr *attr)
@@ -373,15 +340,16 @@ static int inaccessible_setattr(struct user_namespace *mnt_userns,
 	if (ret)
 		return ret;
 
-	/* The size is set once, from 0, to whole pages. */
+	/*
+	 * The size is set once, from 0, to whole pages: a file that never
+	 * shrinks never truncates pages behind its consumers.
+	 */
 	if ((attr->ia_valid & ATTR_SIZE) && size != i_size_read(inode)) {
 		if (i_size_read(inode) || (f->seals & F_SEAL_GROW))
 			return -EPERM;
 		if (!PAGE_ALIGNED(size))
 			return -EINVAL;
-		ret = inaccessible_set_size(f, dentry->d_name.name, size);
-		if (ret)
-			return ret;
+		i_size_write(inode, size);
 	}
 	setattr_copy(mnt_userns, inode, attr);
 	return 0;
@@ -393,11 +361,10 @@ static int inaccessible_getattr(struct user_namespace *mnt_userns,
 				u32 request_mask, unsigned int query_flags)
 {
 	struct inode *inode = d_inode(path->dentry);
-	struct file *backing = inaccessible_backing(inode->i_private);
 
 	generic_fillattr(mnt_userns, inode, stat);
-	stat->blocks = backing ? (u64)READ_ONCE(backing->f_mapping->nrpages) <<
-				 (PAGE_SHIFT - SECTOR_SHIFT) : 0;
+	stat->blocks = (u64)READ_ONCE(inode->i_mapping->nrpages) <<
+		       (PAGE_SHIFT - SECTOR_SHIFT);
 	return 0;
 }
 
@@ -416,17 +383,18 @@ static const struct inode_operations inaccessible_iops = {
  * Documentation/mm/memfile_notifier.rst for what the file allows.
  *
  * Return: the file, opened read-write, or an ERR_PTR(): -EINVAL if @size
- * is not page-aligned or the store failed to mount its filesystems at boot
- * (and said so in the kernel log), -ENOMEM if memory ran out.
+ * is not page-aligned or too large, or the store failed to mount its
+ * filesystem at boot (and said so in the kernel log), -ENOMEM if memory
+ * ran out.
  */
 struct file *inaccessible_file_create(const char *name, loff_t size)
 {
+	struct address_space *mapping;
 	struct inaccessible_file *f;
 	struct inode *inode;
 	struct file *file;
-	int ret;
 
-	if (!PAGE_ALIGNED(size) || size < 0)
+	if (!PAGE_ALIGNED(size) || size < 0 || size > MAX_LFS_FILESIZE)
 		return ERR_PTR(-EINVAL);
 
 	/* The store did not come up at boot. */
@@ -457,14 +425,19 @@ struct file *inaccessible_file_create(const char *name, loff_t size)
 	inode->i_mode |= S_IFREG;
 	inode->i_op = &inaccessible_iops;
 	inode->i_fop = &inaccessible_fops;
+	i_size_write(inode, size);
 
-	if (size) {
-		ret = inaccessible_set_size(f, name, size);
-		if (ret) {
-			iput(inode);
-			return ERR_PTR(ret);
-		}
-	}
+	mapping = inode->i_mapping;
+	mapping->a_ops = &inaccessible_aops;
+	/* Reclaim never scans the pages: they stay in memory. */
+	mapping_set_unevictable(mapping);
+	/*
+	 * Nothing migrates them either.  Take them from unmovable
+	 * pageblocks, so they never land in ZONE_MOVABLE or CMA, whose
+	 * pages must stay movable.
+	 */
+	mapping_set_unmovable(mapping);
+	mapping_set_gfp_mask(mapping, mapping_gfp_mask(mapping) & ~__GFP_MOVABLE);
 
 	file = alloc_file_pseudo(inode, inaccessible_mnt, name, O_RDWR,
 				 &inaccessible_fops);
@@ -497,26 +470,18 @@ struct memfile_node *inaccessible_file_node(struct file *file)
 
 /*
  * Take a reference to the page at @offset and return its pfn.  A hole
- * fails, and so does a page whose allocation is still zeroing it (it is
- * not uptodate yet): a consumer that looks up a range being allocated is
- * inside an invalidation bracket and retries.
+ * fails: a consumer that looks up a range being allocated is inside an
+ * invalidation bracket and retries.
  */
 int inaccessible_get_pfn(struct file *file, pgoff_t offset, unsigned long *pfn,
 			 int *order)
 {
-	struct file *backing = inaccessible_backing(file_inode(file)->i_private);
 	struct folio *folio;
 	struct page *page;
 
-	if (!backing)
-		return -ENOENT;
-	folio = filemap_get_folio(backing->f_mapping, offset);
+	folio = filemap_get_folio(file->f_mapping, offset);
 	if (!folio)
 		return -ENOENT;
-	if (!folio_test_uptodate(folio)) {
-		folio_put(folio);
-		return -ENOENT;
-	}
 	page = folio_file_page(folio, offset);
 	/* A poisoned page stays in the file, but is no one's to use. */
 	if (PageHWPoison(page)) {
@@ -546,62 +511,57 @@ static void inaccessible_poison_invalidate(struct work_struct *work)
 	kfree(pw);
 }
 
-/**
- * inaccessible_page_poisoned - memory failure hit a page of an unmovable mapping
- * @mapping: the page's mapping
- * @index: the page's offset in @mapping
- *
- * Called by memory_failure() with the page locked.  If @mapping holds the
- * pages of an inaccessible file, the page stays in the file, so that its
- * offset still reads as allocated and nothing takes its place until
- * userspace punches it, and inaccessible_get_pfn() refuses it.  The
- * file's consumers must drop their mappings of it: they are invalidated
- * for the page from a work item, since the callbacks take the memfile
- * node's lock, which a change of the file takes before page locks.
+/*
+ * Memory failure hit a page of the file; it holds the page locked.  The
+ * page stays in the file, so that its offset still reads as allocated and
+ * nothing takes its place until userspace punches it, and
+ * inaccessible_get_pfn() refuses it.  The file's consumers must drop
+ * their mappings of it: they are invalidated for the page from a work
+ * item, since the callbacks take the memfile node's lock, which a change
+ * of the file takes before page locks.
  */
-void inaccessible_page_poisoned(struct address_space *mapping, pgoff_t index)
+static int inaccessible_error_remove_page(struct address_space *mapping,
+					  struct page *page)
 {
-	struct inaccessible_file *f = mapping->private_data;
+	struct inaccessible_file *f = mapping->host->i_private;
 	struct inaccessible_poison_work *pw;
-	struct file *backing;
 
-	if (!f)
-		return;
-	backing = inaccessible_backing(f);
-	if (!backing || backing->f_mapping != mapping)
-		return;
 	pw = kmalloc(sizeof(*pw), GFP_NOIO);
 	if (!pw)
-		return;
+		return -ENOMEM;
 	/* Not if the file is being evicted: its consumers are gone. */
 	if (!igrab(f->inode)) {
 		kfree(pw);
-		return;
+		return 0;
 	}
 	pw->f = f;
-	pw->index = index;
+	pw->index = page_to_pgoff(page);
 	INIT_WORK(&pw->work, inaccessible_poison_invalidate);
 	schedule_work(&pw->work);
+	return 0;
 }
+
+/*
+ * The pages are dirty, and nothing writes them back; memory failure keeps
+ * them in the file.  Migration never reaches them: the mapping is
+ * unmovable.
+ */
+static const struct address_space_operations inaccessible_aops = {
+	.dirty_folio		= noop_dirty_folio,
+	.error_remove_page	= inaccessible_error_remove_page,
+};
 
 static void inaccessible_evict_inode(struct inode *inode)
 {
 	struct inaccessible_file *f = inode->i_private;
+	/* The charge is the pages held. */
+	unsigned long pages = inode->i_data.nrpages;
 
 	truncate_inode_pages_final(&inode->i_data);
 	clear_inode(inode);
 	if (!f)
 		return;
-	if (f->backing) {
-		/*
-		 * The charge is the pages held.  Free them now, while @f
-		 * exists, rather than whenever the last reference to the
-		 * internal file goes.
-		 */
-		inaccessible_uncharge(f, f->backing->f_mapping->nrpages);
-		shmem_truncate_range(file_inode(f->backing), 0, -1);
-		fput(f->backing);
-	}
+	inaccessible_uncharge(f, pages);
 	put_ucounts(f->ucounts);
 	kfree(f);
 }
@@ -631,42 +591,16 @@ static struct file_system_type inaccessible_fs = {
 
 static int __init inaccessible_init(void)
 {
-	char options[] = "huge=never";
-	struct file_system_type *tmpfs;
-	struct vfsmount *mnt, *pages;
-	int ret;
+	struct vfsmount *mnt;
 
 	mnt = kern_mount(&inaccessible_fs);
 	if (IS_ERR(mnt)) {
-		ret = PTR_ERR(mnt);
-		goto fail;
-	}
-
-	/*
-	 * A tmpfs mount of the store's own: small pages only, whatever
-	 * shmem_enabled says for the internal mount of SysV SHM and
-	 * ordinary memfds, and no size limit (a kernel mount has none).
-	 */
-	tmpfs = get_fs_type("tmpfs");
-	if (!tmpfs) {
-		ret = -ENODEV;
-		goto fail_unmount;
-	}
-	pages = vfs_kern_mount(tmpfs, SB_KERNMOUNT, tmpfs->name, options);
-	put_filesystem(tmpfs);
-	if (IS_ERR(pages)) {
-		ret = PTR_ERR(pages);
-		goto fail_unmount;
+		/* memfd_create(MFD_INACCESSIBLE) then fails as if the flag were unknown. */
+		pr_err("inaccessible: cannot mount the store's filesystem (%ld)\n",
+		       PTR_ERR(mnt));
+		return PTR_ERR(mnt);
 	}
 	inaccessible_mnt = mnt;
-	inaccessible_pages_mnt = pages;
 	return 0;
-
-fail_unmount:
-	kern_unmount(mnt);
-fail:
-	/* memfd_create(MFD_INACCESSIBLE) then fails as if the flag were unknown. */
-	pr_err("inaccessible: cannot mount the store's filesystems (%d)\n", ret);
-	return ret;
 }
 fs_initcall(inaccessible_init);

@@ -190,10 +190,9 @@ EXPORT_SYMBOL_GPL(memfile_unregister_notifier);
  * invalidated) until the consumer drops it with put_page().
  *
  * Return: 0 on success; -EINVAL if @offset is outside the consumer's
- * range; -ENOENT if the file has no page at @offset (or one whose
- * allocation is still in progress); -EHWPOISON if the page there is
- * poisoned (the consumer was invalidated for it, and it stays until the
- * range is punched).
+ * range; -ENOENT if the file has no page at @offset; -EHWPOISON if the
+ * page there is poisoned (the consumer was invalidated for it, and it
+ * stays until the range is punched).
  */
 int memfile_get_pfn(struct memfile_notifier *notifier, pgoff_t offset,
 		    unsigned long *pfn, int *order)

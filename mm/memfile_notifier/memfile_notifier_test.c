@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * KUnit tests for memfile_notifier, driven through its backing store
- * (MFD_INACCESSIBLE files): the contract (suite memfile_notifier), and the
- * properties the store promises for the pages (suite memfile_shmem).
+ * KUnit tests of the memfile_notifier contract, driven through its
+ * backing store (MFD_INACCESSIBLE files).
  */
 
 #include <kunit/test.h>
@@ -491,7 +490,8 @@ static void poisoned_page_is_refused(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, memfile_get_pfn(&rec->notifier, 1, &pfn, &order), 0);
 	put_page(pfn_to_page(pfn));
 
-	memory_failure(pfn, 0);
+	/* Recovered: the page stays in the file, for the store to refuse. */
+	KUNIT_EXPECT_EQ(test, memory_failure(pfn, 0), 0);
 	for (i = 0; i < 500 && READ_ONCE(rec->nr) < 2; i++)
 		msleep(20);
 	KUNIT_ASSERT_EQ(test, rec->nr, 2);

@@ -548,7 +548,7 @@ static long meminfo_kb(const char *field)
 #define SLACK_KB	2048		/* per-cpu counter drift */
 
 /* The pages show up in both fields while allocated. */
-static const char * const fields[] = { "Shmem", "Unevictable" };
+static const char * const fields[] = { "Cached", "Unevictable" };
 #define NR_FIELDS	ARRAY_SIZE(fields)
 
 static void expect_meminfo(struct __test_metadata *_metadata,

@@ -3,7 +3,7 @@
  * Teardown of private memory in every order: close the memfd (C), delete
  * the memslot (S), destroy the VM (D), kill the process (K), each plainly
  * or while a conversion runs, and with the vCPU running (R).  Afterwards
- * Shmem, Unevictable and Mlocked in /proc/meminfo and the memfile consumer
+ * Cached, Unevictable and Mlocked in /proc/meminfo and the memfile consumer
  * count must be back where they were, within DEADLINE_MS.
  */
 #define _GNU_SOURCE
@@ -72,13 +72,13 @@ static long consumers(void)
 }
 
 struct baseline {
-	long shmem, unevictable, mlocked, consumers;
+	long cached, unevictable, mlocked, consumers;
 };
 
 static struct baseline now(void)
 {
 	return (struct baseline) {
-		.shmem = meminfo_kb("Shmem"),
+		.cached = meminfo_kb("Cached"),
 		.unevictable = meminfo_kb("Unevictable"),
 		.mlocked = meminfo_kb("Mlocked"),
 		.consumers = consumers(),
@@ -108,18 +108,18 @@ static struct baseline settled(void)
 static void log_counters(struct __test_metadata *_metadata,
 			 struct baseline n, struct baseline b, long delta_kb)
 {
-	TH_LOG("now/baseline: Shmem %ld/%ld kB, Unevictable %ld/%ld kB",
-	       n.shmem, b.shmem, n.unevictable, b.unevictable);
+	TH_LOG("now/baseline: Cached %ld/%ld kB, Unevictable %ld/%ld kB",
+	       n.cached, b.cached, n.unevictable, b.unevictable);
 	TH_LOG("now/baseline: Mlocked %ld/%ld kB, consumers %ld/%ld",
 	       n.mlocked, b.mlocked, n.consumers, b.consumers);
-	TH_LOG("expected: the baseline, with %ld kB more Shmem and Unevictable",
+	TH_LOG("expected: the baseline, with %ld kB more Cached and Unevictable",
 	       delta_kb);
 }
 
 /* Memory @delta_kb above @b, the same consumers. */
 static bool near(struct baseline b, struct baseline n, long delta_kb)
 {
-	return labs(b.shmem + delta_kb - n.shmem) <= SLACK_KB &&
+	return labs(b.cached + delta_kb - n.cached) <= SLACK_KB &&
 	       labs(b.unevictable + delta_kb - n.unevictable) <= SLACK_KB &&
 	       labs(b.mlocked - n.mlocked) <= SLACK_KB &&
 	       b.consumers == n.consumers;
