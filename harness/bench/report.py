@@ -183,7 +183,7 @@ def split_table(kernels):
 
 BREAKDOWN_STEPS = (
     ("memlock", "RLIMIT_MEMLOCK charging (once per fallocate())"),
-    ("clear", "zeroing (shmem clears each page as it allocates it)"),
+    ("clear", "zeroing (the store clears each page before it enters the page cache)"),
     ("invalidate", "invalidation and zap (memfile_notifier begin/end into KVM)"),
 )
 
