@@ -55,26 +55,6 @@ static long read_vmstat(const char *name)
 	return -1;
 }
 
-/* A field of /proc/meminfo, in KiB, or -1. */
-static long read_meminfo(const char *name)
-{
-	char line[128];
-	size_t len = strlen(name);
-	long val = -1;
-	FILE *f;
-
-	f = fopen("/proc/meminfo", "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, name, len) && line[len] == ':') {
-			val = strtol(line + len + 1, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return val;
-}
-
 static int write_str(const char *path, const char *val)
 {
 	ssize_t len = strlen(val);
@@ -268,11 +248,11 @@ TEST_F_TIMEOUT(pressure, soft_offline_is_refused, 300)
  */
 TEST_F_TIMEOUT(pressure, reclaim_leaves_pages_resident, 600)
 {
-	long total = read_meminfo("MemTotal"), swapped, i, pages;
+	long total = meminfo_kb("MemTotal"), swapped, i, pages;
 	int hog;
 	char *p;
 
-	if (read_meminfo("SwapFree") <= 0)
+	if (meminfo_kb("SwapFree") <= 0)
 		SKIP(return, "no free swap; the harness sets up zram swap");
 	pages = total / (PAGE / 1024) * 5 / 4;
 	hog = sys_memfd_create("hog", 0);

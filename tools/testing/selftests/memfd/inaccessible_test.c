@@ -523,27 +523,6 @@ TEST(grow_seal_blocks_the_size)
 	close(fd);
 }
 
-/* Value of a /proc/meminfo field, in KiB. */
-static long meminfo_kb(const char *field)
-{
-	char line[128];
-	size_t len = strlen(field);
-	long val = -1;
-	FILE *f;
-
-	f = fopen("/proc/meminfo", "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, field, len) && line[len] == ':') {
-			val = strtol(line + len + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return val;
-}
-
 #define BIG_PAGES	(16 * 1024)	/* 64 MiB */
 #define SLACK_KB	2048		/* per-cpu counter drift */
 
