@@ -105,13 +105,17 @@ int memfile_register_notifier(struct file *file, pgoff_t start,
 void memfile_unregister_notifier(struct memfile_notifier *notifier);
 int memfile_get_pfn(struct memfile_notifier *notifier, pgoff_t offset,
 		    unsigned long *pfn, int *order);
+bool memfile_range_has_pages(struct memfile_notifier *notifier, pgoff_t start,
+			     pgoff_t end);
 
 /* Inaccessible files: memfd_create(MFD_INACCESSIBLE). */
-struct file *inaccessible_file_create(const char *name, loff_t size);
+struct file *inaccessible_file_create(const char *name, loff_t size,
+				      unsigned int flags);
 unsigned int *inaccessible_file_seals(struct file *file);
 #else
 static inline struct file *inaccessible_file_create(const char *name,
-						    loff_t size)
+						    loff_t size,
+						    unsigned int flags)
 {
 	return ERR_PTR(-EINVAL);
 }

@@ -19,24 +19,34 @@
  * mapping flags that keep the pages unreclaimable and unmovable, and the
  * notifications to consumers.
  *
+ * A file made with MFD_INACCESSIBLE_HUGE also holds PMD-sized folios, but
+ * only where one allocation covers a whole aligned PMD-sized hole, so that
+ * which pages the file holds is still exact to the page: allocating one
+ * page never allocates its neighbours.  A punch that cuts into such a
+ * folio splits it first, and fails, changing nothing, if it cannot.
+ *
  * See Documentation/mm/memfile_notifier.rst.
  */
 
 #include <linux/blk_types.h>
 #include <linux/cred.h>
 #include <linux/falloc.h>
+#include <linux/fault-inject.h>
 #include <linux/fcntl.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/highmem.h>
+#include <linux/huge_mm.h>
 #include <linux/magic.h>
 #include <linux/memfile_notifier.h>
 #include <linux/mount.h>
 #include <linux/pagemap.h>
 #include <linux/pseudo_fs.h>
 #include <linux/sched/signal.h>
+#include <linux/shmem_fs.h>
 #include <linux/slab.h>
 #include <linux/user_namespace.h>
+#include <uapi/linux/memfd.h>
 
 #include "internal.h"
 
@@ -45,6 +55,7 @@
  * @inode: the file's inode, on the store's pseudo filesystem
  * @ucounts: the user charged for the pages the file holds (RLIMIT_MEMLOCK)
  * @seals: F_SEAL_* seals of the file
+ * @huge: allocations may use PMD-sized folios (MFD_INACCESSIBLE_HUGE)
  * @node: the consumers of the file
  *
  * Hangs off the inode's i_private and lives as long as the inode, so it
@@ -56,6 +67,7 @@ struct inaccessible_file {
 	struct inode *inode;
 	struct ucounts *ucounts;
 	unsigned int seals;
+	bool huge;
 	struct memfile_node node;
 };
 
@@ -116,6 +128,15 @@ static unsigned long inaccessible_nr_pages(struct address_space *mapping,
 	return nr;
 }
 
+/* Whether @mapping holds a page in [@start, @end); needs no lock. */
+static bool inaccessible_any_page(struct address_space *mapping,
+				  pgoff_t start, pgoff_t end)
+{
+	pgoff_t index = start;
+
+	return !!xa_find(&mapping->i_pages, &index, end - 1, XA_PRESENT);
+}
+
 /* Free the pages [@start, @end) of @mapping. */
 static void inaccessible_truncate(struct address_space *mapping,
 				  pgoff_t start, pgoff_t end)
@@ -125,28 +146,33 @@ static void inaccessible_truncate(struct address_space *mapping,
 }
 
 /*
- * Add a zeroed page at @index of @mapping, unless it holds one there.
- * The page is zeroed before it is in the page cache, so no lookup ever
- * finds it unwritten, and that is the one time it is written before a
- * consumer gets it.  It is dirty from then on, so that nothing drops it
- * as a clean page-cache page; the inode's address space operations set
- * the flag and nothing else, so no writeback ever looks at it.
+ * Add a zeroed folio of @order at @index of @mapping, where the caller
+ * found a hole of that size.  The folio is zeroed before it is in the
+ * page cache, so no lookup ever finds it unwritten, and that is the one
+ * time it is written before a consumer gets it.  It is dirty from then on,
+ * so that nothing drops it as a clean page-cache page; the inode's address
+ * space operations set the flag and nothing else, so no writeback ever
+ * looks at it.  A huge folio is an opportunity, not a need: it is
+ * allocated without retrying or warning, and the caller falls back to
+ * single pages.
  *
- * Return: 1 if a page was added, 0 if there was one, or -ENOMEM.
+ * Return: the number of pages added, or -ENOMEM.
  */
-static int inaccessible_add_page(struct address_space *mapping, pgoff_t index)
+static long inaccessible_add_folio(struct address_space *mapping,
+				   pgoff_t index, unsigned int order)
 {
 	gfp_t gfp = mapping_gfp_mask(mapping);
 	struct folio *folio;
+	long i, nr;
 	int ret;
 
-	/* Only the caller, under i_rwsem, adds or removes pages. */
-	if (xa_load(&mapping->i_pages, index))
-		return 0;
-	folio = filemap_alloc_folio(gfp, 0);
+	folio = filemap_alloc_folio(order ? gfp | __GFP_NORETRY | __GFP_NOWARN :
+					    gfp, order);
 	if (!folio)
 		return -ENOMEM;
-	clear_highpage(folio_page(folio, 0));
+	nr = folio_nr_pages(folio);
+	for (i = 0; i < nr; i++)
+		clear_highpage(folio_page(folio, i));
 	__folio_mark_uptodate(folio);
 	ret = filemap_add_folio(mapping, folio, index, gfp);
 	if (ret) {
@@ -156,7 +182,41 @@ static int inaccessible_add_page(struct address_space *mapping, pgoff_t index)
 	folio_mark_dirty(folio);
 	folio_unlock(folio);
 	folio_put(folio);
-	return 1;
+	return nr;
+}
+
+static bool inaccessible_huge_supported(void)
+{
+#ifdef CONFIG_TRANSPARENT_HUGEPAGE
+	/*
+	 * The page cache splits a folio's xarray entry across two levels of
+	 * nodes at most (xas_split_alloc()).  CONFIG_BASE_SMALL's nodes are
+	 * too small for that: a punch could never split a huge folio.
+	 */
+	if (HPAGE_PMD_ORDER > 2 * XA_CHUNK_SHIFT)
+		return false;
+	return has_transparent_hugepage();
+#else
+	return false;
+#endif
+}
+
+/*
+ * The order of the folio to allocate at @index, for an allocation that
+ * ends at @end: PMD order if the file asks for huge pages and the
+ * allocation covers a whole aligned PMD-sized hole there, 0 otherwise.
+ */
+static unsigned int inaccessible_order(struct inaccessible_file *f,
+				       pgoff_t index, pgoff_t end)
+{
+#ifdef CONFIG_TRANSPARENT_HUGEPAGE
+	if (f->huge && !shmem_huge_denied() &&
+	    IS_ALIGNED(index, HPAGE_PMD_NR) && end - index >= HPAGE_PMD_NR &&
+	    !inaccessible_any_page(f->inode->i_mapping, index,
+				   index + HPAGE_PMD_NR))
+		return HPAGE_PMD_ORDER;
+#endif
+	return 0;
 }
 
 /*
@@ -173,12 +233,13 @@ struct inaccessible_runs {
 	} *run, inline_run[4];
 };
 
-static int inaccessible_runs_add(struct inaccessible_runs *r, pgoff_t index)
+static int inaccessible_runs_add(struct inaccessible_runs *r, pgoff_t index,
+				 long nr)
 {
 	struct inaccessible_run *run;
 
 	if (r->nr && r->run[r->nr - 1].end == index) {
-		r->run[r->nr - 1].end++;
+		r->run[r->nr - 1].end += nr;
 		return 0;
 	}
 	if (r->nr == r->max) {
@@ -192,7 +253,7 @@ static int inaccessible_runs_add(struct inaccessible_runs *r, pgoff_t index)
 		r->max *= 2;
 	}
 	r->run[r->nr].start = index;
-	r->run[r->nr].end = index + 1;
+	r->run[r->nr].end = index + nr;
 	r->nr++;
 	return 0;
 }
@@ -207,10 +268,10 @@ static long inaccessible_allocate(struct inaccessible_file *f, pgoff_t start,
 {
 	struct address_space *mapping = f->inode->i_mapping;
 	struct inaccessible_runs r = { .max = ARRAY_SIZE(r.inline_run) };
+	unsigned int i, order;
 	unsigned long holes;
 	pgoff_t index;
-	unsigned int i;
-	long ret = 0;
+	long ret = 0, nr;
 
 	holes = end - start - inaccessible_nr_pages(mapping, start, end);
 	if (!holes)
@@ -220,16 +281,25 @@ static long inaccessible_allocate(struct inaccessible_file *f, pgoff_t start,
 
 	r.run = r.inline_run;
 	memfile_notifier_invalidate_begin(&f->node, start, end);
-	for (index = start; index < end; index++) {
-		ret = inaccessible_add_page(mapping, index);
-		if (ret < 0)
+	for (index = start; index < end; index += nr) {
+		/* Only the caller, under i_rwsem, adds or removes pages. */
+		nr = 1;
+		if (xa_load(&mapping->i_pages, index))
+			continue;
+		order = inaccessible_order(f, index, end);
+		nr = -ENOMEM;
+		if (order)
+			nr = inaccessible_add_folio(mapping, index, order);
+		if (nr == -ENOMEM)
+			nr = inaccessible_add_folio(mapping, index, 0);
+		if (nr < 0) {
+			ret = nr;
 			break;
+		}
+		ret = inaccessible_runs_add(&r, index, nr);
 		if (ret) {
-			ret = inaccessible_runs_add(&r, index);
-			if (ret) {
-				inaccessible_truncate(mapping, index, index + 1);
-				break;
-			}
+			inaccessible_truncate(mapping, index, index + nr);
+			break;
 		}
 		if (fatal_signal_pending(current)) {
 			ret = -EINTR;
@@ -247,16 +317,107 @@ static long inaccessible_allocate(struct inaccessible_file *f, pgoff_t start,
 	return ret;
 }
 
-static void inaccessible_punch(struct inaccessible_file *f, pgoff_t start,
-			       pgoff_t end)
+#ifdef CONFIG_MEMFILE_NOTIFIER_FAULT_INJECTION
+static DECLARE_FAULT_ATTR(fail_inaccessible_split);
+
+void inaccessible_init_debugfs(struct dentry *dir)
+{
+	fault_create_debugfs_attr("fail_inaccessible_split", dir,
+				  &fail_inaccessible_split);
+}
+
+static bool inaccessible_split_should_fail(void)
+{
+	return should_fail(&fail_inaccessible_split, 1);
+}
+#else
+static inline bool inaccessible_split_should_fail(void)
+{
+	return false;
+}
+#endif
+
+/* How long a punch waits for the references that keep a folio whole. */
+#define INACCESSIBLE_SPLIT_WAIT	(HZ / 5)
+
+/*
+ * Split @folio, which the caller holds a reference to.  Only references
+ * besides the page cache's and the caller's stop a split, and the store
+ * hands out none that last: a consumer looks a page up and drops it again
+ * once it has mapped it, or once the invalidation that the caller is in
+ * has made its lookup stale.  So wait a little for such references to go.
+ *
+ * Return: 0, -EBUSY if the folio kept other references, -EINTR if a
+ * fatal signal came, or -ENOMEM.
+ */
+static int inaccessible_split(struct folio *folio)
+{
+	unsigned long deadline = jiffies + INACCESSIBLE_SPLIT_WAIT;
+	int ret;
+
+	/* As if a reference stayed for good. */
+	if (inaccessible_split_should_fail())
+		return -EBUSY;
+	for (;;) {
+		folio_lock(folio);
+		ret = split_folio(folio);
+		folio_unlock(folio);
+		if (ret != -EAGAIN)
+			return ret;
+		if (time_after(jiffies, deadline))
+			return -EBUSY;
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		schedule_timeout_killable(1);
+	}
+}
+
+/*
+ * Split the folio of @mapping that holds page @index if it starts before
+ * it, so that no folio spans the boundary between @index - 1 and @index.
+ * The page cache cannot be left to split the folio while it truncates: if
+ * that split fails, truncation zeroes the range and keeps the whole folio,
+ * and the punch would seem to succeed.
+ *
+ * Return: 0 or an error of inaccessible_split().
+ */
+static int inaccessible_split_at(struct address_space *mapping, pgoff_t index)
+{
+	struct folio *folio;
+	int ret = 0;
+
+	folio = filemap_get_folio(mapping, index);
+	if (!folio)
+		return 0;
+	if (folio->index != index)
+		ret = inaccessible_split(folio);
+	folio_put(folio);
+	return ret;
+}
+
+static int inaccessible_punch(struct inaccessible_file *f, pgoff_t start,
+			      pgoff_t end)
 {
 	struct address_space *mapping = f->inode->i_mapping;
 	unsigned long before = mapping->nrpages;
+	int ret;
 
+	/*
+	 * Only whole folios go, or nothing does.  The splits come inside the
+	 * invalidation, so that a consumer that maps whole folios, and widens
+	 * the range it invalidates to them, never sees a folio split behind
+	 * its back.  A failed split leaves the pages where they were; the
+	 * consumers only look them up again.
+	 */
 	memfile_notifier_invalidate_begin(&f->node, start, end);
-	inaccessible_truncate(mapping, start, end);
+	ret = inaccessible_split_at(mapping, start);
+	if (!ret)
+		ret = inaccessible_split_at(mapping, end);
+	if (!ret)
+		inaccessible_truncate(mapping, start, end);
 	memfile_notifier_invalidate_end(&f->node, start, end);
 	inaccessible_uncharge(f, before - mapping->nrpages);
+	return ret;
 }
 
 /*
@@ -284,9 +445,8 @@ static long inaccessible_fallocate(struct file *file, int mode, loff_t offset,
 	if (f->seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))
 		goto out;
 
-	ret = 0;
 	if (mode & FALLOC_FL_PUNCH_HOLE)
-		inaccessible_punch(f, start, end);
+		ret = inaccessible_punch(f, start, end);
 	else
 		ret = inaccessible_allocate(f, start, end);
 	if (!ret)
@@ -377,17 +537,21 @@ static const struct inode_operations inaccessible_iops = {
  * inaccessible_file_create - create an inaccessible file
  * @name: name for the file's dentry
  * @size: page-aligned size of the file, or 0 to let ftruncate() set it once
+ * @flags: MFD_INACCESSIBLE_HUGE to back whole aligned 2 MiB allocations
+ *	with huge pages, or 0
  *
  * The pages of the file, once fallocate() allocates them, are charged to
  * the RLIMIT_MEMLOCK of the calling task's user.  See
  * Documentation/mm/memfile_notifier.rst for what the file allows.
  *
  * Return: the file, opened read-write, or an ERR_PTR(): -EINVAL if @size
- * is not page-aligned or too large, or the store failed to mount its
- * filesystem at boot (and said so in the kernel log), -ENOMEM if memory
- * ran out.
+ * is not page-aligned or too large, if @flags has unknown bits or asks
+ * for huge pages that the kernel or the CPU lacks, or if the store failed
+ * to mount its filesystem at boot (and said so in the kernel log),
+ * -ENOMEM if memory ran out.
  */
-struct file *inaccessible_file_create(const char *name, loff_t size)
+struct file *inaccessible_file_create(const char *name, loff_t size,
+				      unsigned int flags)
 {
 	struct address_space *mapping;
 	struct inaccessible_file *f;
@@ -395,6 +559,10 @@ struct file *inaccessible_file_create(const char *name, loff_t size)
 	struct file *file;
 
 	if (!PAGE_ALIGNED(size) || size < 0 || size > MAX_LFS_FILESIZE)
+		return ERR_PTR(-EINVAL);
+	if (flags & ~MFD_INACCESSIBLE_HUGE)
+		return ERR_PTR(-EINVAL);
+	if ((flags & MFD_INACCESSIBLE_HUGE) && !inaccessible_huge_supported())
 		return ERR_PTR(-EINVAL);
 
 	/* The store did not come up at boot. */
@@ -410,6 +578,7 @@ struct file *inaccessible_file_create(const char *name, loff_t size)
 		return ERR_PTR(-ENOMEM);
 	}
 	f->seals = F_SEAL_SEAL;
+	f->huge = flags & MFD_INACCESSIBLE_HUGE;
 	memfile_node_init(&f->node, MEMFILE_F_USER_INACCESSIBLE |
 			  MEMFILE_F_UNMOVABLE | MEMFILE_F_UNRECLAIMABLE);
 
@@ -431,6 +600,8 @@ struct file *inaccessible_file_create(const char *name, loff_t size)
 	mapping->a_ops = &inaccessible_aops;
 	/* Reclaim never scans the pages: they stay in memory. */
 	mapping_set_unevictable(mapping);
+	if (flags & MFD_INACCESSIBLE_HUGE)
+		mapping_set_large_folios(mapping);
 	/*
 	 * Nothing migrates them either.  Take them from unmovable
 	 * pageblocks, so they never land in ZONE_MOVABLE or CMA, whose
@@ -491,6 +662,11 @@ int inaccessible_get_pfn(struct file *file, pgoff_t offset, unsigned long *pfn,
 	*pfn = page_to_pfn(page);
 	*order = folio_order(folio);
 	return 0;
+}
+
+bool inaccessible_has_pages(struct file *file, pgoff_t start, pgoff_t end)
+{
+	return inaccessible_any_page(file->f_mapping, start, end);
 }
 
 /* Telling the consumers of an inaccessible file about a poisoned page. */

@@ -15,4 +15,16 @@ struct memfile_node *inaccessible_file_node(struct file *file);
 int inaccessible_get_pfn(struct file *file, pgoff_t offset, unsigned long *pfn,
 			 int *order);
 
+/* Whether @file holds a page in [@start, @end); see memfile_range_has_pages(). */
+bool inaccessible_has_pages(struct file *file, pgoff_t start, pgoff_t end);
+
+#ifdef CONFIG_MEMFILE_NOTIFIER_FAULT_INJECTION
+/* Add the store's fault injection attributes to @dir. */
+void inaccessible_init_debugfs(struct dentry *dir);
+#else
+static inline void inaccessible_init_debugfs(struct dentry *dir)
+{
+}
+#endif
+
 #endif /* _MM_MEMFILE_NOTIFIER_INTERNAL_H */

@@ -203,6 +203,30 @@ int memfile_get_pfn(struct memfile_notifier *notifier, pgoff_t offset,
 }
 EXPORT_SYMBOL_GPL(memfile_get_pfn);
 
+/**
+ * memfile_range_has_pages - whether a range of the file holds any page
+ * @notifier: a registered consumer
+ * @start: first page offset of the range, within the consumer's range
+ * @end: page offset after the range, within the consumer's range
+ *
+ * Takes no lock and no reference, so it may be called in atomic context,
+ * and its answer may be stale by the time it returns: a consumer that
+ * acts on it must hold off, as for memfile_get_pfn(), until invalidations
+ * that raced with it are done.
+ *
+ * Return: true if the file has a page at some offset of [@start, @end),
+ * false if the range is a hole throughout or is empty or lies outside
+ * the consumer's range.
+ */
+bool memfile_range_has_pages(struct memfile_notifier *notifier, pgoff_t start,
+			     pgoff_t end)
+{
+	if (start >= end || start < notifier->start || end > notifier->end)
+		return false;
+	return inaccessible_has_pages(notifier->file, start, end);
+}
+EXPORT_SYMBOL_GPL(memfile_range_has_pages);
+
 /*
  * /sys/kernel/debug/memfile_notifier/consumers: how many consumers are
  * registered on all files together, so tests can check that teardown
@@ -309,6 +333,7 @@ static int __init memfile_notifier_debugfs_init(void)
 #ifdef CONFIG_MEMFILE_NOTIFIER_TEST_PFN
 	debugfs_create_file("pfn", 0600, dir, NULL, &memfile_pfn_fops);
 #endif
+	inaccessible_init_debugfs(dir);
 	return 0;
 }
 late_initcall(memfile_notifier_debugfs_init);

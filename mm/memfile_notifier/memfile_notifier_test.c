@@ -153,7 +153,7 @@ static int memfile_test_init(struct kunit *test)
 	if (!ctx)
 		return -ENOMEM;
 	ctx->file = inaccessible_file_create("memfile_notifier_test",
-					     TEST_PAGES << PAGE_SHIFT);
+					     TEST_PAGES << PAGE_SHIFT, 0);
 	if (IS_ERR(ctx->file))
 		return PTR_ERR(ctx->file);
 	for (i = 0; i < NR_RECORDERS; i++) {
@@ -491,7 +491,7 @@ static void poisoned_page_is_refused(struct kunit *test)
 	put_page(pfn_to_page(pfn));
 
 	/* Recovered: the page stays in the file, for the store to refuse. */
-	KUNIT_EXPECT_EQ(test, memory_failure(pfn, 0), 0);
+	KUNIT_EXPECT_EQ(test, memory_failure(pfn, MF_SW_SIMULATED), 0);
 	for (i = 0; i < 500 && READ_ONCE(rec->nr) < 2; i++)
 		msleep(20);
 	KUNIT_ASSERT_EQ(test, rec->nr, 2);

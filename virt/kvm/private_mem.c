@@ -80,7 +80,7 @@ static int kvm_private_mem_poison_gfn(void *data, u64 gfn)
 	srcu_read_unlock(&kvm->srcu, idx);
 	if (r)
 		return r;
-	return memory_failure(pfn, 0);
+	return memory_failure(pfn, MF_SW_SIMULATED);
 }
 DEFINE_DEBUGFS_ATTRIBUTE(kvm_private_mem_poison_fops, NULL,
 			 kvm_private_mem_poison_gfn, "%llu\n");
@@ -116,6 +116,12 @@ static pgoff_t slot_pgoff(const struct kvm_memory_slot *slot)
 }
 
 /*
+ * The gfns of a block that one huge mapping may cover, all of which an
+ * invalidation of any of them holds still.
+ */
+#define KVM_PRIVATE_MEM_BLOCK	(1UL << (PMD_SHIFT - PAGE_SHIFT))
+
+/*
  * The memfile is about to allocate or free pages of the slot: stop faults
  * on the gfns and zap every mapping of them, private and shared, since
  * the gfns change from one to the other.
@@ -139,7 +145,16 @@ static void kvm_private_mem_invalidate_begin(struct memfile_notifier *n,
 	idx = srcu_read_lock(&kvm->srcu);
 	KVM_MMU_LOCK(kvm);
 	kvm_mmu_invalidate_begin(kvm);
-	kvm_mmu_invalidate_range_add(kvm, range.start, range.end);
+	/*
+	 * A fault may map a whole block with one huge mapping if all of its
+	 * gfns are private, or all shared, and a change of one gfn ends
+	 * that.  So faults anywhere in the blocks that the change touches
+	 * must wait for it, not only faults on the gfns it changes; the zap
+	 * stays exact, since it takes out any huge mapping that overlaps.
+	 */
+	kvm_mmu_invalidate_range_add(kvm,
+				     round_down(range.start, KVM_PRIVATE_MEM_BLOCK),
+				     round_up(range.end, KVM_PRIVATE_MEM_BLOCK));
 	if (skip_zap)
 		flush = kvm_unmap_gfn_range(kvm, &range);
 	else
@@ -297,6 +312,27 @@ int kvm_private_mem_get_pfn(struct kvm_memory_slot *slot, gfn_t gfn,
 	if (!r)
 		*pfn = p;
 	return r;
+}
+
+/**
+ * kvm_private_mem_range_is_shared - whether no gfn of a range is private
+ * @slot: a memslot with KVM_MEM_PRIVATE
+ * @start: the first gfn, in @slot
+ * @end: the gfn after the range, at most the end of @slot
+ *
+ * Takes no lock and no reference, so it may be called under mmu_lock.
+ * The answer holds until the next invalidation of the range, which the
+ * caller must check for, as for kvm_private_mem_get_pfn().
+ *
+ * Return: true if the memfile has no page for any gfn of the range.
+ */
+bool kvm_private_mem_range_is_shared(struct kvm_memory_slot *slot,
+				     gfn_t start, gfn_t end)
+{
+	pgoff_t first = slot_pgoff(slot) + (start - slot->base_gfn);
+
+	return !memfile_range_has_pages(&slot->notifier, first,
+					first + (end - start));
 }
 
 /**

@@ -348,8 +348,8 @@ TEST(create_flags)
 
 	ASSERT_FAILS_WITH(new_inaccessible(MFD_HUGETLB), EINVAL);
 	ASSERT_FAILS_WITH(new_inaccessible(MFD_HUGETLB | MFD_HUGE_2MB), EINVAL);
-	/* Unknown bits next to the new flag fail too. */
-	ASSERT_FAILS_WITH(new_inaccessible(MFD_INACCESSIBLE << 1), EINVAL);
+	/* Unknown bits next to the new flags fail too. */
+	ASSERT_FAILS_WITH(new_inaccessible(MFD_INACCESSIBLE_HUGE << 1), EINVAL);
 	ASSERT_FAILS_WITH(new_inaccessible(0x0100), EINVAL);
 
 	fd = new_inaccessible(MFD_CLOEXEC);
@@ -661,6 +661,280 @@ TEST(cap_ipc_lock_lifts_the_limit)
 	fd = sized_inaccessible(_metadata, MEMLOCK_LIMIT);
 	ASSERT_EQ(fallocate(fd, 0, 0, MEMLOCK_LIMIT), 0);
 	close(fd);
+}
+
+/*
+ * MFD_INACCESSIBLE_HUGE: whole aligned 2 MiB allocations get one huge
+ * folio, everything else 4 KiB folios, and which pages the file holds
+ * stays exact to the page.  The huge folios count in FileHugePages.
+ */
+#define HUGE		(2UL << 20)
+#define HUGE_KB		(HUGE >> 10)
+#define HUGE_FILE	(8 * HUGE)
+#define PUNCH		(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)
+#define SHMEM_ENABLED	"/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+#define FAIL_SPLIT	"/sys/kernel/debug/memfile_notifier/fail_inaccessible_split/"
+
+static int write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+	ssize_t len = strlen(val);
+
+	if (fd < 0)
+		return -1;
+	if (write(fd, val, len) != len) {
+		close(fd);
+		return -1;
+	}
+	return close(fd);
+}
+
+/* The selected value of shmem_enabled, "[never]" read as "never". */
+static int read_shmem_enabled(char *buf, size_t size)
+{
+	char line[128], *start, *end;
+	FILE *f = fopen(SHMEM_ENABLED, "r");
+
+	if (!f)
+		return -1;
+	start = fgets(line, sizeof(line), f);
+	fclose(f);
+	if (!start)
+		return -1;
+	start = strchr(line, '[');
+	end = start ? strchr(start, ']') : NULL;
+	if (!end || end - start > (long)size)
+		return -1;
+	*end = '\0';
+	snprintf(buf, size, "%s", start + 1);
+	return 0;
+}
+
+static long st_blocks_of(struct __test_metadata *_metadata, int fd)
+{
+	struct stat st;
+
+	ASSERT_EQ(fstat(fd, &st), 0);
+	return st.st_blocks;
+}
+
+FIXTURE(huge) {
+	int fd;
+	long file_huge_kb;
+	long shmem_huge_kb;
+	char shmem_enabled[16];
+};
+
+FIXTURE_SETUP(huge)
+{
+	/* Huge folios are an opportunity: give the test free 2 MiB blocks. */
+	write_file("/proc/sys/vm/compact_memory", "1");
+	self->file_huge_kb = meminfo_kb("FileHugePages");
+	self->shmem_huge_kb = meminfo_kb("ShmemHugePages");
+	ASSERT_GE(self->file_huge_kb, 0);
+	ASSERT_GE(self->shmem_huge_kb, 0);
+	ASSERT_EQ(read_shmem_enabled(self->shmem_enabled,
+				     sizeof(self->shmem_enabled)), 0);
+	self->fd = new_inaccessible(MFD_INACCESSIBLE_HUGE);
+	ASSERT_GE(self->fd, 0);
+	ASSERT_EQ(ftruncate(self->fd, HUGE_FILE), 0);
+}
+
+FIXTURE_TEARDOWN(huge)
+{
+	close(self->fd);
+	write_file(SHMEM_ENABLED, self->shmem_enabled);
+	write_file(FAIL_SPLIT "probability", "0");
+	/* Every huge folio goes with the file. */
+	EXPECT_EQ(meminfo_kb("FileHugePages"), self->file_huge_kb);
+}
+
+/* FileHugePages rose by @nr huge pages, and ShmemHugePages did not move. */
+static void expect_huge(struct __test_metadata *_metadata,
+			FIXTURE_DATA(huge) * self, long nr, const char *when)
+{
+	long now = meminfo_kb("FileHugePages");
+
+	ASSERT_EQ(now, self->file_huge_kb + nr * HUGE_KB) {
+		TH_LOG("FileHugePages: %ld kB %s, expected %ld + %ld kB",
+		       now, when, self->file_huge_kb, nr * HUGE_KB);
+	}
+	ASSERT_EQ(meminfo_kb("ShmemHugePages"), self->shmem_huge_kb);
+}
+
+TEST(huge_flag_rules)
+{
+	int fd;
+
+	/* Only for inaccessible files, and never with hugetlbfs. */
+	ASSERT_FAILS_WITH(sys_memfd_create("huge", MFD_INACCESSIBLE_HUGE),
+			  EINVAL);
+	ASSERT_FAILS_WITH(sys_memfd_create("huge", MFD_INACCESSIBLE_HUGE |
+					   MFD_HUGETLB), EINVAL);
+	ASSERT_FAILS_WITH(new_inaccessible(MFD_INACCESSIBLE_HUGE | MFD_HUGETLB),
+			  EINVAL);
+
+	fd = new_inaccessible(MFD_INACCESSIBLE_HUGE | MFD_ALLOW_SEALING);
+	ASSERT_GE(fd, 0);
+	close(fd);
+}
+
+/* One page of a flagged file is one page, not 512. */
+TEST_F(huge, small_fallocate_is_small)
+{
+	ASSERT_EQ(fallocate(self->fd, 0, 0, PAGE), 0);
+	ASSERT_EQ(st_blocks_of(_metadata, self->fd), PAGE / 512);
+	ASSERT_EQ(lseek(self->fd, 0, SEEK_HOLE), PAGE);
+	expect_huge(_metadata, self, 0, "after a 4 KiB fallocate");
+}
+
+TEST_F(huge, aligned_2m_is_huge)
+{
+	ASSERT_EQ(fallocate(self->fd, 0, HUGE, HUGE), 0);
+	ASSERT_EQ(st_blocks_of(_metadata, self->fd), HUGE / 512);
+	ASSERT_EQ(lseek(self->fd, 0, SEEK_DATA), HUGE);
+	ASSERT_EQ(lseek(self->fd, HUGE, SEEK_HOLE), 2 * HUGE);
+	expect_huge(_metadata, self, 1, "after an aligned 2 MiB fallocate");
+}
+
+/* Only the aligned 2 MiB blocks a range covers whole become huge. */
+TEST_F(huge, only_whole_blocks_are_huge)
+{
+	ASSERT_EQ(fallocate(self->fd, 0, PAGE, 3 * HUGE), 0);
+	ASSERT_EQ(st_blocks_of(_metadata, self->fd), 3 * HUGE / 512);
+	ASSERT_EQ(lseek(self->fd, 0, SEEK_DATA), PAGE);
+	ASSERT_EQ(lseek(self->fd, PAGE, SEEK_HOLE), 3 * HUGE + PAGE);
+	expect_huge(_metadata, self, 2, "after an unaligned 6 MiB fallocate");
+}
+
+/* A block that already holds a page is no hole: it stays small. */
+TEST_F(huge, partly_held_block_stays_small)
+{
+	ASSERT_EQ(fallocate(self->fd, 0, HUGE / 2, PAGE), 0);
+	ASSERT_EQ(fallocate(self->fd, 0, 0, HUGE), 0);
+	ASSERT_EQ(st_blocks_of(_metadata, self->fd), HUGE / 512);
+	expect_huge(_metadata, self, 0, "after filling a partly held block");
+}
+
+/* A punch inside a huge page splits it and frees just the punched page. */
+TEST_F(huge, punch_splits)
+{
+	ASSERT_EQ(fallocate(self->fd, 0, 0, HUGE), 0);
+	expect_huge(_metadata, self, 1, "after fallocate");
+	ASSERT_EQ(fallocate(self->fd, PUNCH, HUGE / 2, PAGE), 0);
+	ASSERT_EQ(st_blocks_of(_metadata, self->fd), (HUGE - PAGE) / 512);
+	ASSERT_EQ(lseek(self->fd, 0, SEEK_HOLE), HUGE / 2);
+	ASSERT_EQ(lseek(self->fd, HUGE / 2, SEEK_DATA), HUGE / 2 + PAGE);
+	expect_huge(_metadata, self, 0, "after a 4 KiB punch inside");
+
+	/* The page comes back as a 4 KiB page; the block stays small. */
+	ASSERT_EQ(fallocate(self->fd, 0, 0, HUGE), 0);
+	ASSERT_EQ(st_blocks_of(_metadata, self->fd), HUGE / 512);
+	expect_huge(_metadata, self, 0, "after filling the hole again");
+}
+
+/*
+ * A punch whose ends cut into two huge pages splits both, frees the huge
+ * page between them whole, and leaves the one after them alone.
+ */
+TEST_F(huge, punch_across_blocks_splits_both_ends)
+{
+	ASSERT_EQ(fallocate(self->fd, 0, 0, 4 * HUGE), 0);
+	expect_huge(_metadata, self, 4, "after fallocate");
+	ASSERT_EQ(fallocate(self->fd, PUNCH, HUGE - PAGE, HUGE + 2 * PAGE), 0);
+	ASSERT_EQ(st_blocks_of(_metadata, self->fd),
+		  (3 * HUGE - 2 * PAGE) / 512);
+	ASSERT_EQ(lseek(self->fd, 0, SEEK_HOLE), HUGE - PAGE);
+	ASSERT_EQ(lseek(self->fd, HUGE - PAGE, SEEK_DATA), 2 * HUGE + PAGE);
+	expect_huge(_metadata, self, 1, "after a punch across three blocks");
+}
+
+/* Punching a whole block frees it whole, and it can be huge again. */
+TEST_F(huge, whole_block_comes_back_huge)
+{
+	ASSERT_EQ(fallocate(self->fd, 0, 0, HUGE), 0);
+	ASSERT_EQ(fallocate(self->fd, PUNCH, 0, PAGE), 0);
+	expect_huge(_metadata, self, 0, "after a split");
+	ASSERT_EQ(fallocate(self->fd, PUNCH, 0, HUGE), 0);
+	ASSERT_EQ(st_blocks_of(_metadata, self->fd), 0);
+	ASSERT_EQ(fallocate(self->fd, 0, 0, HUGE), 0);
+	expect_huge(_metadata, self, 1, "after a whole punch and fallocate");
+	ASSERT_EQ(fallocate(self->fd, PUNCH, 0, HUGE), 0);
+	expect_huge(_metadata, self, 0, "after punching a whole huge page");
+	ASSERT_EQ(st_blocks_of(_metadata, self->fd), 0);
+}
+
+/*
+ * If the split fails, the punch fails and frees nothing.  Stock 6.1
+ * truncation would zero the range, keep the huge page, and succeed.
+ */
+TEST_F(huge, failed_split_changes_nothing)
+{
+	if (access(FAIL_SPLIT "probability", W_OK))
+		SKIP(return, "needs CONFIG_MEMFILE_NOTIFIER_FAULT_INJECTION");
+	ASSERT_EQ(fallocate(self->fd, 0, 0, HUGE), 0);
+	ASSERT_EQ(write_file(FAIL_SPLIT "verbose", "0"), 0);
+	ASSERT_EQ(write_file(FAIL_SPLIT "times", "1"), 0);
+	ASSERT_EQ(write_file(FAIL_SPLIT "probability", "100"), 0);
+	ASSERT_FAILS_WITH(fallocate(self->fd, PUNCH, PAGE, PAGE), EBUSY);
+	ASSERT_EQ(st_blocks_of(_metadata, self->fd), HUGE / 512);
+	ASSERT_EQ(lseek(self->fd, 0, SEEK_HOLE), HUGE);
+	expect_huge(_metadata, self, 1, "after a failed split");
+
+	/* The injection is spent: the same punch now works. */
+	ASSERT_EQ(fallocate(self->fd, PUNCH, PAGE, PAGE), 0);
+	ASSERT_EQ(st_blocks_of(_metadata, self->fd), (HUGE - PAGE) / 512);
+	expect_huge(_metadata, self, 0, "after the punch");
+}
+
+/* The charge is the pages held, at 4 KiB, huge pages or not. */
+TEST_F(huge, memlock_counts_4k_pages)
+{
+	int fd;
+
+	if (geteuid() != 0)
+		SKIP(return, "must start as root to drop to uid %d", NOBODY);
+	become_nobody(_metadata, HUGE);
+	/* The charge goes to the file's creator, so nobody creates it. */
+	fd = new_inaccessible(MFD_INACCESSIBLE_HUGE);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(ftruncate(fd, HUGE_FILE), 0);
+
+	ASSERT_EQ(fallocate(fd, 0, 0, HUGE), 0);
+	expect_huge(_metadata, self, 1, "after fallocate");
+	ASSERT_FAILS_WITH(fallocate(fd, 0, HUGE, PAGE), ENOMEM);
+	/* One page punched out of the huge page frees one page of charge. */
+	ASSERT_EQ(fallocate(fd, PUNCH, 0, PAGE), 0);
+	ASSERT_EQ(fallocate(fd, 0, HUGE, PAGE), 0);
+	ASSERT_FAILS_WITH(fallocate(fd, 0, 0, PAGE), ENOMEM);
+	close(fd);
+}
+
+/* shmem_enabled's "deny" takes huge pages away from flagged files too. */
+TEST_F(huge, shmem_deny_wins)
+{
+	ASSERT_EQ(write_file(SHMEM_ENABLED, "deny"), 0);
+	ASSERT_EQ(fallocate(self->fd, 0, 0, HUGE), 0);
+	ASSERT_EQ(st_blocks_of(_metadata, self->fd), HUGE / 512);
+	expect_huge(_metadata, self, 0, "under deny");
+}
+
+/* No shmem_enabled setting gives a file without the flag huge pages. */
+TEST_F(huge, unflagged_files_stay_small)
+{
+	static const char * const settings[] = {
+		"always", "within_size", "advise", "force",
+	};
+	unsigned int i;
+	int fd;
+
+	for (i = 0; i < ARRAY_SIZE(settings); i++) {
+		ASSERT_EQ(write_file(SHMEM_ENABLED, settings[i]), 0);
+		fd = sized_inaccessible(_metadata, HUGE_FILE);
+		ASSERT_EQ(fallocate(fd, 0, 0, HUGE_FILE), 0);
+		expect_huge(_metadata, self, 0, settings[i]);
+		close(fd);
+	}
 }
 
 /*

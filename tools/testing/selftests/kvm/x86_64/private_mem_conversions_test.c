@@ -5,6 +5,9 @@
  * other type), with data checks on both views of every page.
  */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,8 +101,13 @@ struct test {
 	struct conversion_counts counts;
 };
 
-static void test_init_src(struct test *t, int nr_vcpus,
-			  enum vm_mem_backing_src_type src)
+/*
+ * A VM whose region has its shared pages from @src and its private pages
+ * from @memfd, from byte @offset on.
+ */
+static void test_init_memfd(struct test *t, int nr_vcpus,
+			    enum vm_mem_backing_src_type src, int memfd,
+			    uint64_t offset)
 {
 	int i;
 
@@ -107,10 +115,34 @@ static void test_init_src(struct test *t, int nr_vcpus,
 	t->vm = vm_create_private(nr_vcpus, guest_code, t->vcpus);
 	for (i = 0; i < nr_vcpus; i++)
 		vcpu_args_set(t->vcpus[i], 1, i);
-	private_region_add_src(&t->r, t->vm, src, SLOT, GPA, NPAGES);
+	private_region_add_memfd(&t->r, t->vm, src, SLOT, GPA, NPAGES, memfd,
+				 offset);
 	private_region_map(&t->r, SHARED_GVA, PRIVATE_GVA);
 	/* What the host put in the shared pages. */
 	memset(t->r.hva, 0x5a, t->r.size);
+}
+
+static void test_init_src(struct test *t, int nr_vcpus,
+			  enum vm_mem_backing_src_type src)
+{
+	test_init_memfd(t, nr_vcpus, src, private_memfd_create(NPAGES * PAGE),
+			0);
+}
+
+/*
+ * One vCPU, with private pages from an MFD_INACCESSIBLE_HUGE memfd, from
+ * byte @offset on.  KVM maps huge only where the shared memory's host
+ * address is congruent to the gfn modulo 2 MiB, as for any memslot, so
+ * the tests take shared memory from VM_MEM_SRC_ANONYMOUS_THP, which the
+ * library aligns to 2 MiB.
+ */
+static void test_init_huge(struct test *t, enum vm_mem_backing_src_type src,
+			   uint64_t offset)
+{
+	test_init_memfd(t, 1, src,
+			__private_memfd_create(offset + NPAGES * PAGE,
+					       MFD_INACCESSIBLE_HUGE),
+			offset);
 }
 
 static void test_init(struct test *t, int nr_vcpus)
@@ -653,6 +685,173 @@ TEST(statistics)
 	private_region_convert(&t.r, GPA + 16 * PAGE, 4 * PAGE, true);
 	private_region_convert(&t.r, GPA + 16 * PAGE, 4 * PAGE, false);
 	expect_stats(_metadata, &t, 5, 6, 1, 1, 5);
+	test_fini(&t);
+}
+
+#define BLOCK		512	/* pages of a 2 MiB block */
+
+/* The faults of one kind, private or shared, that mapped 2 MiB. */
+static uint64_t faults_2m(struct test *t, bool private)
+{
+	return vm_get_stat(t->vm, private ? "private_mem_faults_2m" :
+					    "private_mem_shared_faults_2m");
+}
+
+/*
+ * A 2 MiB block converted to private whole, in a file that may hold huge
+ * pages, is mapped with one fault.  A punch of one page inside takes the
+ * huge mapping out and splits the folio: that page exits, its neighbours
+ * keep their data, 4 KiB at a time, and the page reads as zeros once it
+ * is private again.  Converted whole once more, the block is huge again.
+ */
+TEST(huge_private_mapping)
+{
+	const uint64_t first = BLOCK, hole = BLOCK + 88;
+	struct kvm_run *run;
+	uint64_t pages_2m;
+	struct ucall uc;
+	struct test t;
+
+	test_init_huge(&t, VM_MEM_SRC_ANONYMOUS_THP, 0);
+	run = t.vcpus[0]->run;
+	pages_2m = vm_get_stat(t.vm, "pages_2m");
+
+	ASSERT_EQ(guest_do(&t, convert(first, BLOCK, true)), 0);
+	ASSERT_EQ(guest_do(&t, write_pages(first, BLOCK, true, 7)), 0);
+	ASSERT_EQ(vm_get_stat(t.vm, "private_mem_faults"), 1);
+	ASSERT_EQ(faults_2m(&t, true), 1);
+	ASSERT_EQ(vm_get_stat(t.vm, "pages_2m"), pages_2m + 1);
+
+	private_region_convert(&t.r, GPA + hole * PAGE, PAGE, false);
+	ASSERT_EQ(vm_get_stat(t.vm, "pages_2m"), pages_2m);
+
+	guest_start(&t, check_pages(hole, 1, true, 0));
+	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
+	ASSERT_EQ(run->memory.flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
+	ASSERT_EQ(run->memory.gpa, GPA + hole * PAGE);
+	private_region_convert(&t.r, GPA + hole * PAGE, PAGE, true);
+	vcpu_run(t.vcpus[0]);
+	ASSERT_EQ(get_ucall(t.vcpus[0], &uc), UCALL_SYNC);
+	ASSERT_EQ(uc.args[1], 0);
+
+	ASSERT_EQ(guest_do(&t, check_pages(first, hole - first, true, 7)), 0);
+	ASSERT_EQ(guest_do(&t, check_pages(hole + 1, first + BLOCK - hole - 1,
+					   true, 7)), 0);
+	ASSERT_EQ(faults_2m(&t, true), 1);
+	ASSERT_EQ(vm_get_stat(t.vm, "pages_2m"), pages_2m);
+
+	ASSERT_EQ(guest_do(&t, convert(first, BLOCK, false)), 0);
+	ASSERT_EQ(guest_do(&t, convert(first, BLOCK, true)), 0);
+	ASSERT_EQ(guest_do(&t, check_pages(first, BLOCK, true, 0)), 0);
+	ASSERT_EQ(faults_2m(&t, true), 2);
+	ASSERT_EQ(vm_get_stat(t.vm, "pages_2m"), pages_2m + 1);
+	test_fini(&t);
+}
+
+/*
+ * If a punch cannot split the huge page, it fails and changes nothing: the
+ * page is still private, the guest's data is all there, and the block maps
+ * 2 MiB again.
+ */
+TEST(huge_failed_split_keeps_the_data)
+{
+	struct test t;
+
+	test_init_huge(&t, VM_MEM_SRC_ANONYMOUS_THP, 0);
+	if (!memfile_debugfs_set("fail_inaccessible_split/verbose", "0")) {
+		test_fini(&t);
+		SKIP(return, "needs CONFIG_MEMFILE_NOTIFIER_FAULT_INJECTION");
+	}
+	ASSERT_EQ(guest_do(&t, convert(0, BLOCK, true)), 0);
+	ASSERT_EQ(guest_do(&t, write_pages(0, BLOCK, true, 9)), 0);
+	ASSERT_EQ(faults_2m(&t, true), 1);
+
+	ASSERT_TRUE(memfile_debugfs_set("fail_inaccessible_split/times", "1"));
+	ASSERT_TRUE(memfile_debugfs_set("fail_inaccessible_split/probability",
+					"100"));
+	ASSERT_EQ(fallocate(t.r.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			    5 * PAGE, PAGE), -1);
+	ASSERT_EQ(errno, EBUSY);
+	ASSERT_TRUE(memfile_debugfs_set("fail_inaccessible_split/probability",
+					"0"));
+
+	ASSERT_EQ(guest_do(&t, check_pages(0, BLOCK, true, 9)), 0);
+	ASSERT_EQ(t.counts.implicit_private + t.counts.implicit_shared, 0);
+	ASSERT_EQ(faults_2m(&t, true), 2);
+	test_fini(&t);
+}
+
+/*
+ * With huge pages behind the shared memory, a shared block whose range of
+ * the file is a hole maps 2 MiB.  Once one page inside is private, a
+ * shared read of it exits, and its neighbours map 4 KiB.
+ */
+TEST(huge_shared_mapping)
+{
+	const uint64_t first = BLOCK, page = BLOCK + 8;
+	struct kvm_run *run;
+	struct ucall uc;
+	struct test t;
+
+	test_init_huge(&t, VM_MEM_SRC_ANONYMOUS_THP, 0);
+	run = t.vcpus[0]->run;
+	if (anon_huge_kb(t.r.hva) < (long)(t.r.size >> 10)) {
+		test_fini(&t);
+		SKIP(return, "the shared memory did not get huge pages");
+	}
+	ASSERT_EQ(guest_do(&t, check_pages(first, BLOCK, false, HOST_PATTERN)), 0);
+	ASSERT_EQ(vm_get_stat(t.vm, "private_mem_shared_faults"), 1);
+	ASSERT_EQ(faults_2m(&t, false), 1);
+
+	private_region_convert(&t.r, GPA + page * PAGE, PAGE, true);
+	guest_start(&t, check_pages(page, 1, false, HOST_PATTERN));
+	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
+	ASSERT_EQ(run->memory.flags, 0);
+	ASSERT_EQ(run->memory.gpa, GPA + page * PAGE);
+
+	/* Shared again throughout, the block is one mapping again. */
+	private_region_convert(&t.r, GPA + page * PAGE, PAGE, false);
+	vcpu_run(t.vcpus[0]);
+	ASSERT_EQ(get_ucall(t.vcpus[0], &uc), UCALL_SYNC);
+	ASSERT_EQ(uc.args[1], 0);
+	ASSERT_EQ(faults_2m(&t, false), 2);
+
+	/* With a private page inside, its neighbours map 4 KiB. */
+	private_region_convert(&t.r, GPA + page * PAGE, PAGE, true);
+	ASSERT_EQ(guest_do(&t, check_pages(page + 1, 1, false, HOST_PATTERN)), 0);
+	ASSERT_EQ(faults_2m(&t, false), 2);
+	ASSERT_EQ(vm_get_stat(t.vm, "private_mem_shared_faults"), 3);
+	test_fini(&t);
+}
+
+/*
+ * With file offsets that are not congruent to the gfns modulo 2 MiB, the
+ * file's huge folios cannot back a block: every fault maps 4 KiB, and the
+ * data is right.
+ */
+TEST(huge_misaligned_offset_maps_4k)
+{
+	struct test t;
+
+	test_init_huge(&t, VM_MEM_SRC_ANONYMOUS_THP, PAGE);
+	ASSERT_EQ(guest_do(&t, convert(0, NPAGES, true)), 0);
+	ASSERT_EQ(guest_do(&t, write_pages(0, NPAGES, true, 3)), 0);
+	ASSERT_EQ(guest_do(&t, check_pages(0, NPAGES, true, 3)), 0);
+	ASSERT_EQ(vm_get_stat(t.vm, "private_mem_faults"), NPAGES);
+	ASSERT_EQ(faults_2m(&t, true), 0);
+	test_fini(&t);
+}
+
+/* A file without MFD_INACCESSIBLE_HUGE is mapped 4 KiB, as it always was. */
+TEST(huge_needs_the_flag)
+{
+	struct test t;
+
+	test_init_src(&t, 1, VM_MEM_SRC_ANONYMOUS_THP);
+	ASSERT_EQ(guest_do(&t, convert(0, BLOCK, true)), 0);
+	ASSERT_EQ(guest_do(&t, write_pages(0, BLOCK, true, 3)), 0);
+	ASSERT_EQ(vm_get_stat(t.vm, "private_mem_faults"), BLOCK);
+	ASSERT_EQ(faults_2m(&t, true), 0);
 	test_fini(&t);
 }
 

@@ -16,6 +16,12 @@
  * fail_private_mem_zap (a fault injection attribute in KVM's debugfs
  * directory) makes KVM leave stale private mappings, which the test must
  * then report.
+ *
+ * The huge-page variant puts the NPAGES pages at the start of a 2 MiB
+ * block of an MFD_INACCESSIBLE_HUGE memfd, and the host now and then
+ * converts the whole block, so that the vCPUs' pages keep moving between
+ * one 2 MiB mapping of a huge folio and 4 KiB mappings of its split
+ * pages.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -36,6 +42,7 @@
 #define SLOT		10
 #define GPA		BIT_ULL(30)
 #define NPAGES		32
+#define BLOCK		512	/* pages of a 2 MiB block */
 #define PAGE		4096ULL
 #define SHARED_GVA	0x40000000ULL
 #define PRIVATE_GVA	0x80000000ULL
@@ -74,7 +81,7 @@ struct vcpu_report {
 };
 
 /* Guest memory, in memslot 0; the host updates epochs and stop. */
-static uint64_t epochs[NPAGES];
+static uint64_t epochs[BLOCK];
 static uint64_t stop;
 static struct vcpu_report reports[NR_VCPUS];
 
@@ -236,8 +243,9 @@ struct stress {
 	struct kvm_vm *vm;
 	struct kvm_vcpu *vcpus[NR_VCPUS];
 	struct private_region r;
+	bool huge;			/* the huge-page variant */
 	pthread_mutex_t lock;		/* serialises conversions */
-	bool private[NPAGES];		/* what the memfd holds */
+	bool private[BLOCK];		/* what the memfd holds */
 	uint64_t *epochs;		/* the guest's epochs[] */
 	uint64_t *stop;
 	struct vcpu_report *reports;
@@ -248,12 +256,12 @@ struct stress {
 	bool host_stop;
 };
 
-/* Convert [first, first + n) under the lock, bumping epochs on punches. */
-static void convert(struct stress *s, uint64_t first, uint64_t n, bool private)
+/* Convert [first, first + n), bumping epochs on punches; under the lock. */
+static void __convert(struct stress *s, uint64_t first, uint64_t n,
+		      bool private)
 {
 	uint64_t p;
 
-	pthread_mutex_lock(&s->lock);
 	if (private) {
 		private_region_convert(&s->r, GPA + first * PAGE, n * PAGE, true);
 		for (p = first; p < first + n; p++)
@@ -269,6 +277,25 @@ static void convert(struct stress *s, uint64_t first, uint64_t n, bool private)
 			s->private[p] = false;
 		}
 	}
+}
+
+static void convert(struct stress *s, uint64_t first, uint64_t n, bool private)
+{
+	pthread_mutex_lock(&s->lock);
+	__convert(s, first, n, private);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/*
+ * Make the whole block private in one huge folio: only a fallocate() of a
+ * block that is a hole throughout gets one, so punch it all first, with
+ * no conversion of the vCPUs' in between.
+ */
+static void convert_block_huge(struct stress *s)
+{
+	pthread_mutex_lock(&s->lock);
+	__convert(s, 0, BLOCK, false);
+	__convert(s, 0, BLOCK, true);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -337,7 +364,15 @@ static void *chaos_thread(void *data)
 
 		if (first + n > NPAGES)
 			n = NPAGES - first;
-		convert(s, first, n, rand_r(&seed) & 1);
+		/* The whole block becomes one huge folio, or a hole. */
+		if (s->huge && !(rand_r(&seed) % 8)) {
+			if (rand_r(&seed) & 1)
+				convert_block_huge(s);
+			else
+				convert(s, 0, BLOCK, false);
+		} else {
+			convert(s, first, n, rand_r(&seed) & 1);
+		}
 		s->host_conversions++;
 		usleep(rand_r(&seed) % 200);
 	}
@@ -346,16 +381,20 @@ static void *chaos_thread(void *data)
 
 struct outcome {
 	uint64_t ops, mismatches, lost_exits, bad_exits, crossed_words;
+	uint64_t faults_2m;
 };
 
-/* Run the stress for @seconds and count what went wrong. */
+/*
+ * Run the stress for @seconds, with private memory that may be @huge, and
+ * count what went wrong.
+ */
 static struct outcome stress_run(struct __test_metadata *_metadata,
-				 int seconds)
+				 int seconds, bool huge)
 {
 	struct vcpu_arg args[NR_VCPUS];
 	pthread_t vcpu_threads[NR_VCPUS], chaos;
 	struct outcome out = { 0 };
-	struct stress s = { 0 };
+	struct stress s = { .huge = huge };
 	uint64_t i, j;
 	int id;
 
@@ -365,7 +404,15 @@ static struct outcome stress_run(struct __test_metadata *_metadata,
 		vcpu_init_descriptor_tables(s.vcpus[id]);
 		vcpu_args_set(s.vcpus[id], 1, id);
 	}
-	private_region_add(&s.r, s.vm, SLOT, GPA, NPAGES);
+	/* Huge mappings need a host address congruent to the gfn. */
+	if (huge)
+		private_region_add_memfd(&s.r, s.vm, VM_MEM_SRC_ANONYMOUS_THP,
+					 SLOT, GPA, BLOCK,
+					 __private_memfd_create(BLOCK * PAGE,
+								MFD_INACCESSIBLE_HUGE),
+					 0);
+	else
+		private_region_add(&s.r, s.vm, SLOT, GPA, NPAGES);
 	private_region_map(&s.r, SHARED_GVA, PRIVATE_GVA);
 	pthread_mutex_init(&s.lock, NULL);
 	s.epochs = addr_gva2hva(s.vm, (vm_vaddr_t)epochs);
@@ -408,7 +455,9 @@ static struct outcome stress_run(struct __test_metadata *_metadata,
 		for (j = 0; j < PAGE / 8; j++)
 			if (((uint64_t *)s.r.hva)[i * PAGE / 8 + j] & TAG_PRIVATE)
 				out.crossed_words++;
-	TH_LOG("host: %lu conversions of its own", s.host_conversions);
+	out.faults_2m = vm_get_stat(s.vm, "private_mem_faults_2m");
+	TH_LOG("host: %lu conversions of its own; %lu private 2 MiB faults",
+	       s.host_conversions, out.faults_2m);
 
 	kvm_vm_free(s.vm);
 	close(s.r.memfd);
@@ -426,15 +475,28 @@ FIXTURE(stress) {};
 FIXTURE_SETUP(stress) {}
 FIXTURE_TEARDOWN(stress) {}
 
-TEST_F_TIMEOUT(stress, sixty_seconds, 300)
+static void expect_clean(struct __test_metadata *_metadata,
+			 struct outcome out)
 {
-	struct outcome out = stress_run(_metadata, stress_seconds());
-
 	ASSERT_GT(out.ops, 0);
 	ASSERT_EQ(out.mismatches, 0);
 	ASSERT_EQ(out.lost_exits, 0);
 	ASSERT_EQ(out.bad_exits, 0);
 	ASSERT_EQ(out.crossed_words, 0);
+}
+
+TEST_F_TIMEOUT(stress, sixty_seconds, 300)
+{
+	expect_clean(_metadata, stress_run(_metadata, stress_seconds(), false));
+}
+
+/* Half as long, with huge folios that the conversions keep splitting. */
+TEST_F_TIMEOUT(stress, huge_pages, 300)
+{
+	struct outcome out = stress_run(_metadata, stress_seconds() / 2, true);
+
+	expect_clean(_metadata, out);
+	ASSERT_GT(out.faults_2m, 0);
 }
 
 /*
@@ -468,7 +530,7 @@ TEST_F_TIMEOUT(negative, control_stale_mappings_are_caught, 120)
 
 	if (_metadata->skip)
 		return;
-	out = stress_run(_metadata, CONTROL_SECONDS);
+	out = stress_run(_metadata, CONTROL_SECONDS, false);
 	TH_LOG("with stale private mappings: %lu mismatches in %lu ops",
 	       out.mismatches, out.ops);
 	ASSERT_GT(out.mismatches, 0);

@@ -3,8 +3,10 @@
  * Teardown of private memory in every order: close the memfd (C), delete
  * the memslot (S), destroy the VM (D), kill the process (K), each plainly
  * or while a conversion runs, and with the vCPU running (R).  Afterwards
- * Cached, Unevictable and Mlocked in /proc/meminfo and the memfile consumer
- * count must be back where they were, within DEADLINE_MS.
+ * Cached, Unevictable, Mlocked and FileHugePages in /proc/meminfo and the
+ * memfile consumer count must be back where they were, within DEADLINE_MS.
+ * The huge variants take the private pages from an MFD_INACCESSIBLE_HUGE
+ * memfd, in whole 2 MiB folios, which the guest maps 2 MiB at a time.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -72,7 +74,7 @@ static long consumers(void)
 }
 
 struct baseline {
-	long cached, unevictable, mlocked, consumers;
+	long cached, unevictable, mlocked, file_huge, consumers;
 };
 
 static struct baseline now(void)
@@ -81,6 +83,7 @@ static struct baseline now(void)
 		.cached = meminfo_kb("Cached"),
 		.unevictable = meminfo_kb("Unevictable"),
 		.mlocked = meminfo_kb("Mlocked"),
+		.file_huge = meminfo_kb("FileHugePages"),
 		.consumers = consumers(),
 	};
 }
@@ -112,6 +115,8 @@ static void log_counters(struct __test_metadata *_metadata,
 	       n.cached, b.cached, n.unevictable, b.unevictable);
 	TH_LOG("now/baseline: Mlocked %ld/%ld kB, consumers %ld/%ld",
 	       n.mlocked, b.mlocked, n.consumers, b.consumers);
+	TH_LOG("now/baseline: FileHugePages %ld/%ld kB", n.file_huge,
+	       b.file_huge);
 	TH_LOG("expected: the baseline, with %ld kB more Cached and Unevictable",
 	       delta_kb);
 }
@@ -122,7 +127,7 @@ static bool near(struct baseline b, struct baseline n, long delta_kb)
 	return labs(b.cached + delta_kb - n.cached) <= SLACK_KB &&
 	       labs(b.unevictable + delta_kb - n.unevictable) <= SLACK_KB &&
 	       labs(b.mlocked - n.mlocked) <= SLACK_KB &&
-	       b.consumers == n.consumers;
+	       b.file_huge == n.file_huge && b.consumers == n.consumers;
 }
 
 /* Wait up to DEADLINE_MS for everything to return to @b. */
@@ -160,20 +165,32 @@ struct victim {
 	bool running;
 };
 
-/* A private VM whose slot has TOUCHED private pages the guest mapped. */
-static void victim_create(struct victim *v)
+/*
+ * A private VM whose slot has TOUCHED private pages the guest mapped, in
+ * huge folios if @huge.
+ */
+static void victim_create(struct victim *v, bool huge)
 {
 	struct ucall uc;
 
 	memset(v, 0, sizeof(*v));
 	v->vm = vm_create_private(1, guest_touch_private, &v->vcpu);
-	private_region_add(&v->r, v->vm, SLOT, GPA, NPAGES);
+	if (huge)
+		private_region_add_memfd(&v->r, v->vm, VM_MEM_SRC_ANONYMOUS_THP,
+					 SLOT, GPA, NPAGES,
+					 __private_memfd_create(NPAGES * 4096,
+								MFD_INACCESSIBLE_HUGE),
+					 0);
+	else
+		private_region_add(&v->r, v->vm, SLOT, GPA, NPAGES);
 	private_region_map(&v->r, SHARED_GVA, PRIVATE_GVA);
 	private_region_convert(&v->r, GPA, TOUCHED * 4096, true);
 	vcpu_args_set(v->vcpu, 2, PRIVATE_GVA, TOUCHED);
 	vcpu_run(v->vcpu);
 	TEST_ASSERT(get_ucall(v->vcpu, &uc) == UCALL_SYNC,
 		    "guest could not use its private memory");
+	TEST_ASSERT(!huge || vm_get_stat(v->vm, "private_mem_faults_2m"),
+		    "the guest mapped no private memory 2 MiB at a time");
 }
 
 /* Convert the rest of the slot to private, then all of it to shared. */
@@ -272,6 +289,7 @@ FIXTURE(teardown) {
 
 FIXTURE_VARIANT(teardown) {
 	const char *order;
+	bool huge;
 };
 
 /* Every order of C, S and D; S is implied by D. */
@@ -298,6 +316,11 @@ FIXTURE_VARIANT_ADD(teardown, close_kill) { .order = "CK" };
 FIXTURE_VARIANT_ADD(teardown, delete_kill) { .order = "SK" };
 FIXTURE_VARIANT_ADD(teardown, destroy_kill) { .order = "DK" };
 FIXTURE_VARIANT_ADD(teardown, kill_converting) { .order = "k" };
+/* Some of the same with huge folios and 2 MiB mappings. */
+FIXTURE_VARIANT_ADD(teardown, huge_close_delete_destroy) { .order = "CSD", .huge = true };
+FIXTURE_VARIANT_ADD(teardown, huge_delete_running_destroy) { .order = "RSD", .huge = true };
+FIXTURE_VARIANT_ADD(teardown, huge_destroy_converting_close) { .order = "dC", .huge = true };
+FIXTURE_VARIANT_ADD(teardown, huge_kill_converting) { .order = "k", .huge = true };
 
 /*
  * A skip here still runs the test body under the 6.1 harness, so the
@@ -320,12 +343,12 @@ FIXTURE_TEARDOWN(teardown)
  * Run @order; 'k' or 'K' at the end kills the process doing it, while it
  * runs the vCPU, if it still has one, or just waits.
  */
-static void run_order(const char *order, int ready_fd)
+static void run_order(const char *order, bool huge, int ready_fd)
 {
 	struct victim v;
 	const char *a;
 
-	victim_create(&v);
+	victim_create(&v, huge);
 	for (a = order; *a; a++) {
 		if ((*a & ~0x20) == 'K') {
 			if (*a == 'k')
@@ -356,7 +379,7 @@ TEST_F_TIMEOUT(teardown, order, 120)
 	pid = fork();
 	ASSERT_GE(pid, 0);
 	if (!pid) {
-		run_order(variant->order, ready[1]);
+		run_order(variant->order, variant->huge, ready[1]);
 		exit(0);
 	}
 	if (killed) {
@@ -386,7 +409,7 @@ TEST(closed_fd_keeps_pages_until_slot_goes)
 	if (consumers() < 0)
 		SKIP(return, "no %s (needs debugfs)", CONSUMERS);
 	base = settled();
-	victim_create(&v);
+	victim_create(&v, false);
 	close(v.r.memfd);
 	v.r.memfd = -1;
 	held = base;

@@ -25,7 +25,8 @@ struct private_region {
 	struct kvm_vm *vm;
 	uint64_t gpa;		/* plain gpa of the first page */
 	uint64_t size;		/* bytes */
-	int memfd;		/* the private pages, from offset 0 */
+	int memfd;		/* the private pages */
+	uint64_t offset;	/* byte offset in memfd of the first page */
 	uint8_t *hva;		/* the shared pages */
 };
 
@@ -37,6 +38,7 @@ struct conversion_counts {
 	uint64_t implicit_shared;
 };
 
+int __private_memfd_create(uint64_t size, unsigned int flags);
 int private_memfd_create(uint64_t size);
 struct kvm_vm *vm_create_private(uint32_t nr_vcpus, void *guest_code,
 				 struct kvm_vcpu *vcpus[]);
@@ -46,12 +48,17 @@ void private_region_add(struct private_region *r, struct kvm_vm *vm,
 void private_region_add_src(struct private_region *r, struct kvm_vm *vm,
 			    enum vm_mem_backing_src_type src, uint32_t slot,
 			    uint64_t gpa, uint64_t npages);
+void private_region_add_memfd(struct private_region *r, struct kvm_vm *vm,
+			      enum vm_mem_backing_src_type src, uint32_t slot,
+			      uint64_t gpa, uint64_t npages, int memfd,
+			      uint64_t offset);
 void private_region_map(struct private_region *r, uint64_t shared_gva,
 			uint64_t private_gva);
 void private_region_convert(struct private_region *r, uint64_t gpa,
 			    uint64_t size, bool private);
 bool kvm_param_set(const char *name, const char *val);
 bool kvm_debugfs_set(const char *name, const char *val);
+bool memfile_debugfs_set(const char *name, const char *val);
 int kvm_param_get(const char *name);
 uint64_t vcpu_run_converting(struct kvm_vcpu *vcpu, struct private_region *r,
 			     struct conversion_counts *counts,

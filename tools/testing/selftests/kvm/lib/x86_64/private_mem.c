@@ -10,15 +10,25 @@
 
 #include "private_mem.h"
 
-/* An MFD_INACCESSIBLE memfd of @size bytes, with no page allocated. */
-int private_memfd_create(uint64_t size)
+/*
+ * An MFD_INACCESSIBLE memfd of @size bytes, with no page allocated, and
+ * with memfd_create() @flags besides.
+ */
+int __private_memfd_create(uint64_t size, unsigned int flags)
 {
-	int fd = syscall(__NR_memfd_create, "private_mem", MFD_INACCESSIBLE);
+	int fd = syscall(__NR_memfd_create, "private_mem",
+			 MFD_INACCESSIBLE | flags);
 
 	TEST_ASSERT(fd >= 0, __KVM_SYSCALL_ERROR("memfd_create()", fd));
 	TEST_ASSERT(!ftruncate(fd, size), "ftruncate(%lu) failed, errno %d",
 		    size, errno);
 	return fd;
+}
+
+/* The same, with no other flag. */
+int private_memfd_create(uint64_t size)
+{
+	return __private_memfd_create(size, 0);
 }
 
 /*
@@ -58,11 +68,26 @@ void private_region_add_src(struct private_region *r, struct kvm_vm *vm,
 			    enum vm_mem_backing_src_type src, uint32_t slot,
 			    uint64_t gpa, uint64_t npages)
 {
+	private_region_add_memfd(r, vm, src, slot, gpa, npages,
+				 private_memfd_create(npages * vm->page_size),
+				 0);
+}
+
+/*
+ * The same, with the private pages from @memfd, which the region takes,
+ * from byte @offset of it on.
+ */
+void private_region_add_memfd(struct private_region *r, struct kvm_vm *vm,
+			      enum vm_mem_backing_src_type src, uint32_t slot,
+			      uint64_t gpa, uint64_t npages, int memfd,
+			      uint64_t offset)
+{
 	r->vm = vm;
 	r->gpa = gpa;
 	r->size = npages * vm->page_size;
-	r->memfd = private_memfd_create(r->size);
-	vm_mem_add(vm, src, gpa, slot, npages, KVM_MEM_PRIVATE, r->memfd, 0);
+	r->memfd = memfd;
+	r->offset = offset;
+	vm_mem_add(vm, src, gpa, slot, npages, KVM_MEM_PRIVATE, memfd, offset);
 	r->hva = addr_gpa2hva(vm, gpa);
 }
 
@@ -96,7 +121,7 @@ void private_region_convert(struct private_region *r, uint64_t gpa,
 			    uint64_t size, bool private)
 {
 	int mode = private ? 0 : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-	uint64_t off = gpa - r->gpa;
+	uint64_t off = r->offset + (gpa - r->gpa);
 
 	TEST_ASSERT(gpa >= r->gpa && gpa + size <= r->gpa + r->size,
 		    "conversion of [0x%lx, +0x%lx) outside the region", gpa,
@@ -149,6 +174,7 @@ uint64_t vcpu_run_converting(struct kvm_vcpu *vcpu, struct private_region *r,
 
 #define KVM_PARAM_DIR	"/sys/module/kvm/parameters/"
 #define KVM_DEBUGFS_DIR	"/sys/kernel/debug/kvm/"
+#define MEMFILE_DEBUGFS_DIR	"/sys/kernel/debug/memfile_notifier/"
 
 /* Write @val to the file @dir@name; false if it is absent or refuses it. */
 static bool write_str(const char *dir, const char *name, const char *val)
@@ -183,6 +209,12 @@ bool kvm_param_set(const char *name, const char *val)
 bool kvm_debugfs_set(const char *name, const char *val)
 {
 	return write_str(KVM_DEBUGFS_DIR, name, val);
+}
+
+/* The same below memfile_notifier's debugfs directory. */
+bool memfile_debugfs_set(const char *name, const char *val)
+{
+	return write_str(MEMFILE_DEBUGFS_DIR, name, val);
 }
 
 /*
