@@ -129,21 +129,31 @@ ensure_worktree() {
 }
 
 # bisect_series: build every patch of the series in turn, in a separate
-# work tree so build/linux is left alone.
+# work tree so build/linux is left alone; from patch PRIVMEM_BISECT_FROM
+# on, if set, when the ones before it are known to build.
 bisect_series() {
 	local wt=$B/bisect/linux obj=$B/bisect/obj c n=0 total
+	local from=${PRIVMEM_BISECT_FROM:-1}
 
 	compose
 	total=$(git -C "$SRC" rev-list --count base..privmem)
 	ensure_worktree "$SRC" "$wt" base || die "cannot create the bisect work tree"
 	mkdir -p "$obj"
+	case $from in
+	'' | *[!0-9]* | 0) die "PRIVMEM_BISECT_FROM=$from: give a patch number, at least 1" ;;
+	esac
 	for c in $(git -C "$SRC" rev-list --reverse base..privmem); do
 		n=$((n + 1))
+		[ "$n" -lt "$from" ] && continue
 		git -C "$wt" checkout -q --detach "$c" || die "cannot check out $c"
 		step "$LOGS/bisect-$n.log" "[$n/$total] building $(git -C "$SRC" log -1 --format='%h %s' "$c")" \
 			bisect_build_one "$wt" "$obj"
 	done
-	note "all $total patches build in turn: the series is bisectable"
+	if [ "$from" -gt 1 ]; then
+		note "patches $from-$total build in turn (1-$((from - 1)) not built this time)"
+	else
+		note "all $total patches build in turn: the series is bisectable"
+	fi
 }
 
 bisect_build_one() {
