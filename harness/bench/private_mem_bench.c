@@ -19,7 +19,11 @@
  * anchor also sets the range's memory attributes first, which its design
  * requires.  With -l the anchor allocates nothing on a conversion to
  * private, as upstream QEMU does with guest_memfd, whose first private
- * fault allocates the page.
+ * fault allocates the page.  With -H privmem's private memfd is
+ * MFD_INACCESSIBLE_HUGE, which holds a 2 MiB folio for each aligned 2 MiB
+ * that one conversion covers whole, and its shared memory has transparent
+ * huge pages (KVM maps a memslot huge only where the shared memory's
+ * address is 2 MiB-congruent to the gfn).
  *
  * Time is CLOCK_MONOTONIC of the host, taken when the guest reports the
  * start of a phase (GUEST_SYNC) and at the start of the next one.  Under
@@ -80,6 +84,7 @@ static uint64_t trips = 512;
 static uint64_t scattered = 512;
 static bool use_vmmcall;
 static bool implicit_conversions;
+static bool huge;	/* -H: privmem's private memory in 2 MiB folios */
 
 /* The guest's own hypercall, so both builds run the same instructions. */
 static uint64_t guest_map_range(uint64_t page, uint64_t count, bool private)
@@ -168,9 +173,9 @@ static void guest_code(void)
 
 /* The counters a reader needs to see that both kernels did the same work. */
 static const char *const counter_names[] = {
-	"exits", "hypercalls", "pf_taken", "pf_fixed", "pages_4k",
-	"private_mem_faults", "private_mem_shared_faults",
-	"private_mem_zapped_pages",
+	"exits", "hypercalls", "pf_taken", "pf_fixed", "pages_4k", "pages_2m",
+	"private_mem_faults", "private_mem_faults_2m",
+	"private_mem_shared_faults", "private_mem_zapped_pages",
 };
 
 #define NR_COUNTERS	ARRAY_SIZE(counter_names)
@@ -314,7 +319,14 @@ static void bench_create(struct bench *b)
 	struct private_region r;
 
 	b->vm = vm_create_private(1, guest_code, &b->vcpu);
-	private_region_add(&r, b->vm, SLOT, DATA_GPA, npages);
+	if (huge)
+		private_region_add_memfd(&r, b->vm, VM_MEM_SRC_ANONYMOUS_THP,
+					 SLOT, DATA_GPA, npages,
+					 __private_memfd_create(npages * PAGE,
+								MFD_INACCESSIBLE_HUGE),
+					 0);
+	else
+		private_region_add(&r, b->vm, SLOT, DATA_GPA, npages);
 	private_region_map(&r, SHARED_GVA, PRIVATE_GVA);
 	b->fd = r.memfd;
 	b->hva = r.hva;
@@ -473,8 +485,8 @@ static void print_phase(int phase, double value, const int64_t before[],
 	for (j = 0; j < NR_COUNTERS; j++) {
 		if (after[j] < 0)
 			printf(" %s=-", counter_names[j]);
-		/* pages_4k is a level (mapped now), the others are events. */
-		else if (!strcmp(counter_names[j], "pages_4k"))
+		/* pages_* are levels (mapped now), the others are events. */
+		else if (!strncmp(counter_names[j], "pages_", 6))
 			printf(" %s=%ld", counter_names[j], after[j]);
 		else
 			printf(" %s=%ld", counter_names[j], after[j] - before[j]);
@@ -527,10 +539,11 @@ static void report_phase(struct bench *b, int phase, uint64_t ns,
 
 static void help(const char *prog)
 {
-	fprintf(stderr, "usage: %s [-n pages] [-t trips] [-s scattered] [-l]\n"
+	fprintf(stderr, "usage: %s [-n pages] [-t trips] [-s scattered] [-l] [-H]\n"
 		"  pages: a power of two, at least 2 * scattered and trips;\n"
 		"  trips and scattered: at least 1;\n"
-		"  -l (guest_memfd only): no fallocate() on conversions to private\n",
+		"  -l (guest_memfd only): no fallocate() on conversions to private\n"
+		"  -H (privmem only): private memory in 2 MiB folios\n",
 		prog);
 	exit(KSFT_FAIL);
 }
@@ -543,8 +556,18 @@ int main(int argc, char *argv[])
 	int opt, phase = -1, next;
 	struct ucall uc;
 
-	while ((opt = getopt(argc, argv, "n:t:s:l")) != -1) {
+	while ((opt = getopt(argc, argv, "n:t:s:lH")) != -1) {
 		switch (opt) {
+		case 'H':
+#ifdef KVM_CAP_GUEST_MEMFD
+			/* The anchor maps private memory 4 KiB at a time. */
+			fprintf(stderr, "-H is for privmem only\n");
+			exit(KSFT_FAIL);
+#else
+			huge = true;
+			kernel_name = BENCH_KERNEL "_huge";
+			break;
+#endif
 		case 'l':
 #ifdef KVM_CAP_GUEST_MEMFD
 			b.lazy = true;

@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 
-KERNELS = ("guest_memfd", "guest_memfd_lazy", "privmem")
+KERNELS = ("guest_memfd", "guest_memfd_lazy", "privmem", "privmem_huge")
 PHASES = {
     "A": "first touch, shared",
     "B": "N pages to private, one hypercall",
@@ -35,9 +35,9 @@ LANES = {
               "virtual ns: {ns} ns is 1 instruction (ips={ips})"),
 }
 COUNTERS = ("exits", "hypercalls", "pf_taken", "pf_fixed", "pages_4k",
-            "private_mem_faults", "private_mem_shared_faults",
-            "private_mem_zapped_pages")
-LINE = re.compile(r"bench: (guest_memfd_lazy|guest_memfd|privmem) (.*)$")
+            "pages_2m", "private_mem_faults", "private_mem_faults_2m",
+            "private_mem_shared_faults", "private_mem_zapped_pages")
+LINE = re.compile(r"bench: (guest_memfd_lazy|guest_memfd|privmem_huge|privmem) (.*)$")
 
 
 def parse_run(path):
@@ -111,19 +111,22 @@ def lane_rows(kernels):
         anchor = values(kernels.get("guest_memfd", []), phase)
         lazy = values(kernels.get("guest_memfd_lazy", []), phase)
         ours = values(kernels.get("privmem", []), phase)
+        huge = values(kernels.get("privmem_huge", []), phase)
         a = statistics.mean(anchor) if anchor else None
         lz = statistics.mean(lazy) if lazy else None
         p = statistics.mean(ours) if ours else None
+        h = statistics.mean(huge) if huge else None
         rows.append({
             "phase": phase, "what": what,
             "unit": unit_of(kernels.get("privmem", []), phase),
-            "anchor": a, "lazy": lz, "privmem": p,
+            "anchor": a, "lazy": lz, "privmem": p, "huge": h,
             "ratio": p / a if a and p is not None else None,
             "lazy_ratio": p / lz if lz and p is not None else None,
+            "huge_ratio": h / a if a and h is not None else None,
             "anchor_spread": spread(anchor), "lazy_spread": spread(lazy),
-            "privmem_spread": spread(ours),
+            "privmem_spread": spread(ours), "huge_spread": spread(huge),
             "anchor_runs": len(anchor), "lazy_runs": len(lazy),
-            "privmem_runs": len(ours),
+            "privmem_runs": len(ours), "huge_runs": len(huge),
         })
     return rows
 
@@ -133,14 +136,17 @@ def fmt_ratio(v):
 
 
 def table(rows):
-    out = ["| phase | unit | 6.12 guest_memfd | privmem | ratio | guest_memfd, upstream policy | "
-           "ratio to it | spread (anchor / privmem / upstream policy) |",
-           "|---|---|---:|---:|---:|---:|---:|---|"]
+    out = ["| phase | unit | 6.12 guest_memfd | privmem | ratio | privmem, 2 MiB folios | "
+           "ratio | guest_memfd, upstream policy | ratio of privmem to it | "
+           "spread (anchor / privmem / 2 MiB / upstream policy) |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         out.append(f"| {r['phase']} {r['what']} | {r['unit']} | {fmt(r['anchor'])} | "
-                   f"{fmt(r['privmem'])} | {fmt_ratio(r['ratio'])} | {fmt(r['lazy'])} | "
+                   f"{fmt(r['privmem'])} | {fmt_ratio(r['ratio'])} | {fmt(r['huge'])} | "
+                   f"{fmt_ratio(r['huge_ratio'])} | {fmt(r['lazy'])} | "
                    f"{fmt_ratio(r['lazy_ratio'])} | {fmt_spread(r['anchor_spread'])} / "
-                   f"{fmt_spread(r['privmem_spread'])} / {fmt_spread(r['lazy_spread'])} |")
+                   f"{fmt_spread(r['privmem_spread'])} / {fmt_spread(r['huge_spread'])} / "
+                   f"{fmt_spread(r['lazy_spread'])} |")
     return out
 
 
@@ -303,7 +309,9 @@ def main():
         w.writerow(["lane", "phase", "description", "unit", "guest_memfd", "privmem",
                     "ratio", "guest_memfd_lazy", "ratio_lazy", "guest_memfd_spread_pct",
                     "privmem_spread_pct", "guest_memfd_lazy_spread_pct",
-                    "guest_memfd_runs", "privmem_runs", "guest_memfd_lazy_runs"])
+                    "guest_memfd_runs", "privmem_runs", "guest_memfd_lazy_runs",
+                    "privmem_huge", "ratio_huge", "privmem_huge_spread_pct",
+                    "privmem_huge_runs"])
         for lane, (label, _) in LANES.items():
             if lane not in lanes:
                 continue
@@ -319,7 +327,8 @@ def main():
                             num(r["lazy"], 1), num(r["lazy_ratio"], 4),
                             num(r["anchor_spread"], 2), num(r["privmem_spread"], 2),
                             num(r["lazy_spread"], 2), r["anchor_runs"], r["privmem_runs"],
-                            r["lazy_runs"]])
+                            r["lazy_runs"], num(r["huge"], 1), num(r["huge_ratio"], 4),
+                            num(r["huge_spread"], 2), r["huge_runs"]])
             workload = next((r["workload"] for k in KERNELS for r in kernels.get(k, [])), "?")
             runs = ", ".join(f"{k} {len(kernels.get(k, []))}" for k in KERNELS)
             clockset = {r["clock"] for k in KERNELS for r in kernels.get(k, [])}
@@ -332,13 +341,14 @@ def main():
                 md += ["The anchor did not complete a run in this lane; "
                        f"see {args.bench}/runs/{lane}-guest_memfd-*.log.", ""]
             md += table(rows) + ["", "The kernels' counters (KVM_GET_STATS_FD, deltas over "
-                                 "the phase; pages_4k is the level at its end; - where a "
+                                 "the phase; pages_4k and pages_2m are levels at its end; - where a "
                                  "kernel has no such counter):", ""]
             md += counter_table(kernels) + ["", "Phase B as the VMM sees it (ns/page), and "
                                             "phase H:", ""]
             md += split_table(kernels) + [""]
-            if not kernels.get("privmem"):
-                failed.append(f"{lane}: no complete privmem run")
+            for kernel in ("privmem", "privmem_huge"):
+                if not kernels.get(kernel):
+                    failed.append(f"{lane}: no complete {kernel} run")
             if lane == "qemu" and not kernels.get("guest_memfd"):
                 failed.append(f"{lane}: no complete anchor run")
     png = os.path.join(args.bench, "ratios.png")

@@ -134,14 +134,16 @@ echo "privmem: bench clocksource $(cat $cs)"'
 # What a benchmark boot shows as it runs.
 BENCH_FILTER='/bench: [a-z_]+ (workload|[A-H] )|^privmem: (loaded|cannot|bench)/ { print "    " $0; fflush() }'
 
-# The three kinds of boot: privmem, the anchor with the same VMM policy,
-# and the anchor with upstream QEMU's policy (no fallocate() on a
-# conversion to private: the benchmark's -l).
-BENCH_KINDS="guest_memfd guest_memfd_lazy privmem"
+# The four kinds of boot: privmem, privmem with its private memory in 2 MiB
+# folios (the benchmark's -H), the anchor with the same VMM policy, and the
+# anchor with upstream QEMU's policy (no fallocate() on a conversion to
+# private: the benchmark's -l).
+BENCH_KINDS="guest_memfd guest_memfd_lazy privmem privmem_huge"
 
 bench_kernel_label() {
 	case $1 in
 	privmem) echo "privmem (6.1 + this series, $(kernel_release))" ;;
+	privmem_huge) echo "privmem (6.1 + this series, $(kernel_release)) with MFD_INACCESSIBLE_HUGE" ;;
 	guest_memfd) echo "guest_memfd ($ANCHOR_PKG $(anchor_version))" ;;
 	guest_memfd_lazy) echo "guest_memfd ($ANCHOR_PKG $(anchor_version)) with upstream QEMU's policy" ;;
 	esac
@@ -151,6 +153,7 @@ bench_kernel_label() {
 bench_use() {
 	case $1 in
 	privmem) BENCH_PROG=$BENCH/private_mem_bench-privmem BENCH_OPTS= ;;
+	privmem_huge) BENCH_PROG=$BENCH/private_mem_bench-privmem BENCH_OPTS=-H ;;
 	guest_memfd) SRC=$ANCHOR_SRC OBJ=$ANCHOR_OBJ BENCH_PROG=$BENCH/private_mem_bench-guest_memfd BENCH_OPTS= ;;
 	guest_memfd_lazy) SRC=$ANCHOR_SRC OBJ=$ANCHOR_OBJ BENCH_PROG=$BENCH/private_mem_bench-guest_memfd BENCH_OPTS=-l ;;
 	esac
@@ -220,8 +223,8 @@ show_bench_failure() {
 
 # run_bench RUNS ARGS: RUNS boots of each kind in lane $VM, alternating,
 # then the report over every lane run so far.  Fails if privmem's runs
-# fail, or the anchor's in the AMD lane; in the Intel lane the anchor's
-# table is shown wherever 6.12 completes under Bochs.
+# (either kind) fail, or the anchor's in the AMD lane; in the Intel lane
+# the anchor's table is shown wherever 6.12 completes under Bochs.
 run_bench() {
 	local runs=$1 args=$2 run kind rc=0
 
@@ -232,7 +235,10 @@ run_bench() {
 	for run in $(seq "$runs"); do
 		for kind in $BENCH_KINDS; do
 			bench_boot "$kind" "$run" && continue
-			[ "$kind" != privmem ] && [ "$VM" = bochs ] && continue
+			case $kind in
+			privmem*) ;;
+			*) [ "$VM" = bochs ] && continue ;;
+			esac
 			rc=1
 		done
 	done
@@ -276,6 +282,7 @@ bench_about() {
 	Made by \`harness/privmem bench${mode:+ --$mode}\` on $(date -u +%Y-%m-%d) (${runs} boot(s) of each kernel per lane, alternating).
 
 	- **privmem**: Debian $BASE_PKG $(base_version) with this series (composed tree $(git -C "$SRC" rev-parse --short HEAD)), kernel $(kernel_release), built $debug.
+	- **privmem, 2 MiB folios**: the same kernel, with the private memfd made with \`MFD_INACCESSIBLE_HUGE\` and the shared memory backed by transparent huge pages (the benchmark's \`-H\`; KVM maps a memslot huge only where the shared memory's address is 2 MiB-congruent to the gfn, so the shared side needs the alignment THP gives it). Whole 2 MiB conversions get 2 MiB folios and 2 MiB mappings, private or shared; single-page conversions split them. Its ratio is against the same anchor, which maps private memory 4 KiB at a time; the anchor's shared memory has no THP. Only phases whose conversions cover whole 2 MiB blocks can use them, and the workload needs at least 512 pages for one.
 	- **anchor**: upstream guest_memfd in Debian $ANCHOR_PKG $(anchor_version), \`KVM_X86_SW_PROTECTED_VM\`, built without debug options.
 	- **Program**: \`harness/bench/private_mem_bench.c\`, built once against each kernel's headers and KVM selftests library, with the same flags; the guest code is the same, the host differs only in the uAPI it drives. Arguments: \`$args\`.
 	- **VMM policy, the same on both**: to private, \`fallocate()\` the range in the private fd, then \`MADV_DONTNEED\` the shared range (as this repository's QEMU does for privmem); to shared, punch the range out of the private fd. The anchor sets the memory attributes first (\`KVM_SET_MEMORY_ATTRIBUTES\`), as its design requires, and gets its requests as \`KVM_EXIT_HYPERCALL\`; privmem gets them as \`KVM_EXIT_MEMORY_ERROR\`. Upstream QEMU does not \`fallocate()\` guest_memfd on a conversion to private: its first private fault allocates the page. The column "guest_memfd, upstream policy" is the anchor run that way (the benchmark's \`-l\`); the ratio is against the same policy.
