@@ -116,12 +116,6 @@ static pgoff_t slot_pgoff(const struct kvm_memory_slot *slot)
 }
 
 /*
- * The gfns of a block that one huge mapping may cover, all of which an
- * invalidation of any of them holds still.
- */
-#define KVM_PRIVATE_MEM_BLOCK	(1UL << (PMD_SHIFT - PAGE_SHIFT))
-
-/*
  * The memfile is about to allocate or free pages of the slot: stop faults
  * on the gfns and zap every mapping of them, private and shared, since
  * the gfns change from one to the other.
@@ -145,16 +139,7 @@ static void kvm_private_mem_invalidate_begin(struct memfile_notifier *n,
 	idx = srcu_read_lock(&kvm->srcu);
 	KVM_MMU_LOCK(kvm);
 	kvm_mmu_invalidate_begin(kvm);
-	/*
-	 * A fault may map a whole block with one huge mapping if all of its
-	 * gfns are private, or all shared, and a change of one gfn ends
-	 * that.  So faults anywhere in the blocks that the change touches
-	 * must wait for it, not only faults on the gfns it changes; the zap
-	 * stays exact, since it takes out any huge mapping that overlaps.
-	 */
-	kvm_mmu_invalidate_range_add(kvm,
-				     round_down(range.start, KVM_PRIVATE_MEM_BLOCK),
-				     round_up(range.end, KVM_PRIVATE_MEM_BLOCK));
+	kvm_mmu_invalidate_range_add(kvm, range.start, range.end);
 	if (skip_zap)
 		flush = kvm_unmap_gfn_range(kvm, &range);
 	else
