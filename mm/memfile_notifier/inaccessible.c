@@ -30,6 +30,7 @@
 
 #include <linux/blk_types.h>
 #include <linux/cred.h>
+#include <linux/debugfs.h>
 #include <linux/falloc.h>
 #include <linux/fault-inject.h>
 #include <linux/fcntl.h>
@@ -281,6 +282,7 @@ static long inaccessible_allocate(struct inaccessible_file *f, pgoff_t start,
 
 	r.run = r.inline_run;
 	memfile_notifier_invalidate_begin(&f->node, start, end);
+	inaccessible_change_delay();
 	for (index = start; index < end; index += nr) {
 		/* Only the caller, under i_rwsem, adds or removes pages. */
 		nr = 1;
@@ -320,20 +322,41 @@ static long inaccessible_allocate(struct inaccessible_file *f, pgoff_t start,
 #ifdef CONFIG_MEMFILE_NOTIFIER_FAULT_INJECTION
 static DECLARE_FAULT_ATTR(fail_inaccessible_split);
 
+static u32 inaccessible_change_delay_ms;
+
 void inaccessible_init_debugfs(struct dentry *dir)
 {
 	fault_create_debugfs_attr("fail_inaccessible_split", dir,
 				  &fail_inaccessible_split);
+	debugfs_create_u32("change_delay_ms", 0600, dir,
+			   &inaccessible_change_delay_ms);
 }
 
 static bool inaccessible_split_should_fail(void)
 {
 	return should_fail(&fail_inaccessible_split, 1);
 }
+
+/*
+ * Hold a change of the file open, inside its invalidation, for as long as
+ * change_delay_ms says, so that tests can make consumers meet an
+ * invalidation in flight.  A fatal signal ends the wait.
+ */
+static void inaccessible_change_delay(void)
+{
+	u32 ms = READ_ONCE(inaccessible_change_delay_ms);
+
+	if (ms)
+		schedule_timeout_killable(msecs_to_jiffies(ms));
+}
 #else
 static inline bool inaccessible_split_should_fail(void)
 {
 	return false;
+}
+
+static inline void inaccessible_change_delay(void)
+{
 }
 #endif
 
@@ -410,6 +433,7 @@ static int inaccessible_punch(struct inaccessible_file *f, pgoff_t start,
 	 * consumers only look them up again.
 	 */
 	memfile_notifier_invalidate_begin(&f->node, start, end);
+	inaccessible_change_delay();
 	ret = inaccessible_split_at(mapping, start);
 	if (!ret)
 		ret = inaccessible_split_at(mapping, end);

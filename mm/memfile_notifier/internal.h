@@ -19,7 +19,7 @@ int inaccessible_get_pfn(struct file *file, pgoff_t offset, unsigned long *pfn,
 bool inaccessible_has_pages(struct file *file, pgoff_t start, pgoff_t end);
 
 #ifdef CONFIG_MEMFILE_NOTIFIER_FAULT_INJECTION
-/* Add the store's fault injection attributes to @dir. */
+/* Add the store's fault injection attributes and change delay to @dir. */
 void inaccessible_init_debugfs(struct dentry *dir);
 #else
 static inline void inaccessible_init_debugfs(struct dentry *dir)

@@ -21,19 +21,40 @@
 
 #ifdef CONFIG_KVM_PRIVATE_MEM_FAULT_INJECTION
 static DECLARE_FAULT_ATTR(fail_private_mem_zap);
+static DECLARE_FAULT_ATTR(fail_private_mem_block_check);
 
 /**
  * kvm_private_mem_init_debugfs - add the fault injection attributes
  * @dir: KVM's debugfs directory
  *
- * Adds fail_private_mem_zap, with the attributes of
- * Documentation/fault-injection/fault-injection.rst.  Each invalidation of
- * private memory that it fails leaves the private mappings in place.
+ * Adds fail_private_mem_zap and fail_private_mem_block_check, with the
+ * attributes of Documentation/fault-injection/fault-injection.rst.  Each
+ * invalidation of private memory that the first fails leaves the private
+ * mappings in place; each check that the second fails lets a shared fault
+ * map a huge block that an invalidation in flight is changing.
  */
 void kvm_private_mem_init_debugfs(struct dentry *dir)
 {
 	fault_create_debugfs_attr("fail_private_mem_zap", dir,
 				  &fail_private_mem_zap);
+	fault_create_debugfs_attr("fail_private_mem_block_check", dir,
+				  &fail_private_mem_block_check);
+}
+
+/**
+ * kvm_private_mem_inject_block_check - fault injection for huge shared faults
+ *
+ * Called when a shared fault of a private-capable memslot finds an
+ * invalidation in flight over the huge block it could map.  Only shared
+ * faults ask: their huge mapping reaches the host's memory, which stays
+ * valid whatever the memfile does, while a private one left across a
+ * changing block could reach pages that the memfile frees.
+ *
+ * Return: true if the fault should map the block huge all the same.
+ */
+bool kvm_private_mem_inject_block_check(void)
+{
+	return should_fail(&fail_private_mem_block_check, 1);
 }
 
 /*

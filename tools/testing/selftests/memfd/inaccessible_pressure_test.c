@@ -55,20 +55,6 @@ static long read_vmstat(const char *name)
 	return -1;
 }
 
-static int write_str(const char *path, const char *val)
-{
-	ssize_t len = strlen(val);
-	int fd, ret = 0;
-
-	fd = open(path, O_WRONLY);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, val, len) != len)
-		ret = -errno;
-	close(fd);
-	return ret;
-}
-
 /* The pfn of page @index of inaccessible file @fd, through @dbg. */
 static unsigned long inaccessible_pfn(int dbg, int fd, unsigned long index)
 {

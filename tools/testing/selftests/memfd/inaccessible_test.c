@@ -675,20 +675,6 @@ TEST(cap_ipc_lock_lifts_the_limit)
 #define SHMEM_ENABLED	"/sys/kernel/mm/transparent_hugepage/shmem_enabled"
 #define FAIL_SPLIT	"/sys/kernel/debug/memfile_notifier/fail_inaccessible_split/"
 
-static int write_file(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY);
-	ssize_t len = strlen(val);
-
-	if (fd < 0)
-		return -1;
-	if (write(fd, val, len) != len) {
-		close(fd);
-		return -1;
-	}
-	return close(fd);
-}
-
 /* The selected value of shmem_enabled, "[never]" read as "never". */
 static int read_shmem_enabled(char *buf, size_t size)
 {
@@ -728,7 +714,7 @@ FIXTURE(huge) {
 FIXTURE_SETUP(huge)
 {
 	/* Huge folios are an opportunity: give the test free 2 MiB blocks. */
-	write_file("/proc/sys/vm/compact_memory", "1");
+	write_str("/proc/sys/vm/compact_memory", "1");
 	self->file_huge_kb = meminfo_kb("FileHugePages");
 	self->shmem_huge_kb = meminfo_kb("ShmemHugePages");
 	ASSERT_GE(self->file_huge_kb, 0);
@@ -743,8 +729,8 @@ FIXTURE_SETUP(huge)
 FIXTURE_TEARDOWN(huge)
 {
 	close(self->fd);
-	write_file(SHMEM_ENABLED, self->shmem_enabled);
-	write_file(FAIL_SPLIT "probability", "0");
+	write_str(SHMEM_ENABLED, self->shmem_enabled);
+	write_str(FAIL_SPLIT "probability", "0");
 	/* Every huge folio goes with the file. */
 	EXPECT_EQ(meminfo_kb("FileHugePages"), self->file_huge_kb);
 }
@@ -873,9 +859,9 @@ TEST_F(huge, failed_split_changes_nothing)
 	if (access(FAIL_SPLIT "probability", W_OK))
 		SKIP(return, "needs CONFIG_MEMFILE_NOTIFIER_FAULT_INJECTION");
 	ASSERT_EQ(fallocate(self->fd, 0, 0, HUGE), 0);
-	ASSERT_EQ(write_file(FAIL_SPLIT "verbose", "0"), 0);
-	ASSERT_EQ(write_file(FAIL_SPLIT "times", "1"), 0);
-	ASSERT_EQ(write_file(FAIL_SPLIT "probability", "100"), 0);
+	ASSERT_EQ(write_str(FAIL_SPLIT "verbose", "0"), 0);
+	ASSERT_EQ(write_str(FAIL_SPLIT "times", "1"), 0);
+	ASSERT_EQ(write_str(FAIL_SPLIT "probability", "100"), 0);
 	ASSERT_FAILS_WITH(fallocate(self->fd, PUNCH, PAGE, PAGE), EBUSY);
 	ASSERT_EQ(st_blocks_of(_metadata, self->fd), HUGE / 512);
 	ASSERT_EQ(lseek(self->fd, 0, SEEK_HOLE), HUGE);
@@ -913,7 +899,7 @@ TEST_F(huge, memlock_counts_4k_pages)
 /* shmem_enabled's "deny" takes huge pages away from flagged files too. */
 TEST_F(huge, shmem_deny_wins)
 {
-	ASSERT_EQ(write_file(SHMEM_ENABLED, "deny"), 0);
+	ASSERT_EQ(write_str(SHMEM_ENABLED, "deny"), 0);
 	ASSERT_EQ(fallocate(self->fd, 0, 0, HUGE), 0);
 	ASSERT_EQ(st_blocks_of(_metadata, self->fd), HUGE / 512);
 	expect_huge(_metadata, self, 0, "under deny");
@@ -929,7 +915,7 @@ TEST_F(huge, unflagged_files_stay_small)
 	int fd;
 
 	for (i = 0; i < ARRAY_SIZE(settings); i++) {
-		ASSERT_EQ(write_file(SHMEM_ENABLED, settings[i]), 0);
+		ASSERT_EQ(write_str(SHMEM_ENABLED, settings[i]), 0);
 		fd = sized_inaccessible(_metadata, HUGE_FILE);
 		ASSERT_EQ(fallocate(fd, 0, 0, HUGE_FILE), 0);
 		expect_huge(_metadata, self, 0, settings[i]);

@@ -8,10 +8,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <liburing.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kvm_util.h"
@@ -31,7 +33,8 @@
 #define HOST_PATTERN	0x5a5a5a5a5a5a5a5aULL
 
 /* What the guest does next; the host sets it before each run. */
-enum guest_op { OP_CONVERT, OP_WRITE, OP_CHECK, OP_READ, OP_OWN_WORDS };
+enum guest_op { OP_CONVERT, OP_WRITE, OP_CHECK, OP_READ, OP_OWN_WORDS,
+		OP_BATCH };
 
 struct guest_cmd {
 	uint64_t op;
@@ -40,7 +43,7 @@ struct guest_cmd {
 	uint64_t private;	/* the view, or the conversion's direction */
 	uint64_t val;		/* to write, or to find */
 	uint64_t attrs;		/* OP_CONVERT: raw attributes if non-zero */
-	uint64_t addr;		/* OP_CONVERT: raw gpa; OP_READ: gva */
+	uint64_t addr;		/* OP_CONVERT, OP_BATCH: raw gpa; OP_READ: gva */
 };
 
 static struct guest_cmd cmds[2];	/* one per vCPU */
@@ -81,6 +84,11 @@ static void guest_code(uint64_t id)
 			break;
 		case OP_READ:
 			r = READ_ONCE(*(uint64_t *)c.addr);
+			break;
+		case OP_BATCH:
+			/* val is the first reserved argument. */
+			r = kvm_hypercall(KVM_HC_MAP_GPA_BATCH, c.addr, c.val,
+					  0, 0);
 			break;
 		case OP_OWN_WORDS:
 			/* Write this vCPU's half of the page, count misreads. */
@@ -825,6 +833,168 @@ TEST(huge_shared_mapping)
 }
 
 /*
+ * A host thread makes @page private, with the memfile holding the change
+ * open inside its invalidation (change_delay_ms), while the guest reads
+ * @beside, a page of the same block, shared: the fault on @beside comes
+ * while the block changes.
+ */
+#define CHANGE_DELAY_MS	"4000"
+#define CHANGE_WAIT_US	(10 * 1000 * 1000)
+
+struct change {
+	struct private_region *r;
+	uint64_t page;
+	pid_t tid;
+	bool done;
+};
+
+static void *change_page(void *arg)
+{
+	struct change *c = arg;
+
+	WRITE_ONCE(c->tid, syscall(SYS_gettid));
+	private_region_convert(c->r, GPA + c->page * PAGE, PAGE, true);
+	WRITE_ONCE(c->done, true);
+	return NULL;
+}
+
+/* Whether thread @tid sleeps uninterruptibly, as change_delay_ms makes it. */
+static bool thread_waits(pid_t tid)
+{
+	char path[64], buf[512], *state;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* "tid (comm) state ...", and comm may hold anything. */
+	state = strrchr(buf, ')');
+	return state && state[1] == ' ' && state[2] == 'D';
+}
+
+/*
+ * Returns the 2 MiB shared faults that the read of @beside made, and
+ * leaves vCPU 0 where a shared read of @page, private by then, took it.
+ */
+static uint64_t read_beside_a_change(struct __test_metadata *_metadata,
+				     struct test *t, uint64_t page,
+				     uint64_t beside)
+{
+	struct change c = { .r = &t->r, .page = page };
+	uint64_t faults = faults_2m(t, false), waited;
+	pthread_t thread;
+
+	ASSERT_TRUE(memfile_debugfs_set("change_delay_ms", CHANGE_DELAY_MS));
+	ASSERT_EQ(pthread_create(&thread, NULL, change_page, &c), 0);
+	for (waited = 0; waited < CHANGE_WAIT_US; waited += 10000) {
+		if (READ_ONCE(c.tid) && thread_waits(READ_ONCE(c.tid)))
+			break;
+		usleep(10000);
+	}
+	ASSERT_TRUE(memfile_debugfs_set("change_delay_ms", "0"));
+	ASSERT_LT(waited, CHANGE_WAIT_US) {
+		TH_LOG("the conversion never waited in change_delay_ms");
+	}
+
+	ASSERT_EQ(guest_do(t, check_pages(beside, 1, false, HOST_PATTERN)), 0);
+	ASSERT_FALSE(READ_ONCE(c.done)) {
+		TH_LOG("the change ended before the fault beside it");
+	}
+	faults = faults_2m(t, false) - faults;
+	ASSERT_EQ(pthread_join(thread, NULL), 0);
+	ASSERT_TRUE(c.done);
+
+	guest_start(t, check_pages(page, 1, false, HOST_PATTERN));
+	return faults;
+}
+
+/*
+ * A shared fault beside a page that is changing maps 4 KiB, though the
+ * block's range of the file is still a hole: a 2 MiB mapping would stay
+ * over the page once it is private, and a shared read of it would not
+ * exit.
+ */
+TEST(huge_shared_fault_beside_a_change_maps_4k)
+{
+	const uint64_t page = BLOCK + 8;
+	struct kvm_run *run;
+	struct test t;
+
+	test_init_huge(&t, VM_MEM_SRC_ANONYMOUS_THP, 0);
+	run = t.vcpus[0]->run;
+	if (!memfile_debugfs_set("change_delay_ms", "0")) {
+		test_fini(&t);
+		SKIP(return, "needs CONFIG_MEMFILE_NOTIFIER_FAULT_INJECTION");
+	}
+	if (anon_huge_kb(t.r.hva) < (long)(t.r.size >> 10)) {
+		test_fini(&t);
+		SKIP(return, "the shared memory did not get huge pages");
+	}
+	ASSERT_EQ(read_beside_a_change(_metadata, &t, page, page + 1), 0);
+	ASSERT_EQ(vm_get_stat(t.vm, "private_mem_shared_faults"), 1);
+	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_ERROR);
+	ASSERT_EQ(run->memory.flags, 0);
+	ASSERT_EQ(run->memory.gpa, GPA + page * PAGE);
+	test_fini(&t);
+}
+
+/*
+ * The negative control of the test above: with KVM's check of changing
+ * blocks failed for shared faults, the same steps map the block 2 MiB, and
+ * the guest reads the host's page of a private gfn without an exit.
+ */
+#define FAIL_BLOCK_CHECK	"fail_private_mem_block_check/"
+
+FIXTURE(block_check) {};
+
+/*
+ * A skip here still runs the test body under the 6.1 harness, so the
+ * body checks _metadata->skip first.
+ */
+FIXTURE_SETUP(block_check)
+{
+	if (!kvm_debugfs_set(FAIL_BLOCK_CHECK "verbose", "0") ||
+	    !memfile_debugfs_set("change_delay_ms", "0"))
+		SKIP(return, "needs %s and %s",
+		     "CONFIG_KVM_PRIVATE_MEM_FAULT_INJECTION",
+		     "CONFIG_MEMFILE_NOTIFIER_FAULT_INJECTION");
+	ASSERT_TRUE(kvm_debugfs_set(FAIL_BLOCK_CHECK "times", "-1"));
+	ASSERT_TRUE(kvm_debugfs_set(FAIL_BLOCK_CHECK "probability", "100"));
+}
+
+FIXTURE_TEARDOWN(block_check)
+{
+	kvm_debugfs_set(FAIL_BLOCK_CHECK "probability", "0");
+	memfile_debugfs_set("change_delay_ms", "0");
+}
+
+TEST_F(block_check, control_huge_mapping_over_a_change_is_caught)
+{
+	const uint64_t page = BLOCK + 8;
+	struct ucall uc;
+	struct test t;
+
+	if (_metadata->skip)
+		return;
+	test_init_huge(&t, VM_MEM_SRC_ANONYMOUS_THP, 0);
+	if (anon_huge_kb(t.r.hva) < (long)(t.r.size >> 10)) {
+		test_fini(&t);
+		SKIP(return, "the shared memory did not get huge pages");
+	}
+	ASSERT_EQ(read_beside_a_change(_metadata, &t, page, page + 1), 1);
+	ASSERT_EQ(get_ucall(t.vcpus[0], &uc), UCALL_SYNC);
+	ASSERT_EQ(uc.args[1], 0);
+	test_fini(&t);
+}
+
+/*
  * With file offsets that are not congruent to the gfns modulo 2 MiB, the
  * file's huge folios cannot back a block: every fault maps 4 KiB, and the
  * data is right.
@@ -852,6 +1022,418 @@ TEST(huge_needs_the_flag)
 	ASSERT_EQ(guest_do(&t, write_pages(0, BLOCK, true, 3)), 0);
 	ASSERT_EQ(vm_get_stat(t.vm, "private_mem_faults"), BLOCK);
 	ASSERT_EQ(faults_2m(&t, true), 0);
+	test_fini(&t);
+}
+
+/*
+ * Batched conversions (KVM_HC_MAP_GPA_BATCH): the host writes the list
+ * into a page of ordinary guest memory, and the guest passes its gpa.
+ */
+struct batch {
+	struct kvm_map_gpa_batch *list;
+	uint64_t gpa;
+};
+
+static void batch_init(struct test *t, struct batch *b, bool enable)
+{
+	vm_vaddr_t gva = vm_vaddr_alloc_page(t->vm);
+
+	b->list = addr_gva2hva(t->vm, gva);
+	b->gpa = addr_gva2gpa(t->vm, gva);
+	memset(b->list, 0, PAGE);
+	b->list->end_entry = -1;	/* empty, until batch_add() */
+	if (enable)
+		vm_enable_cap(t->vm, KVM_CAP_MAP_GPA_BATCH, 0);
+}
+
+/* Append to @b the page @first, or with @huge the 2 MiB block from it. */
+static struct kvm_map_gpa_batch_entry *batch_add(struct batch *b,
+						 uint64_t first, bool huge,
+						 bool private)
+{
+	struct kvm_map_gpa_batch_entry *e;
+
+	e = &b->list->entries[++b->list->end_entry];
+	*e = (struct kvm_map_gpa_batch_entry){
+		.gfn = (GPA >> 12) + first,
+		.op = private ? KVM_MAP_GPA_BATCH_OP_PRIVATE :
+				KVM_MAP_GPA_BATCH_OP_SHARED,
+		.page_size = huge ? KVM_MAP_GPA_BATCH_PAGE_2M :
+				    KVM_MAP_GPA_BATCH_PAGE_4K,
+	};
+	return e;
+}
+
+static struct guest_cmd batch_call(uint64_t gpa, uint64_t a1)
+{
+	return (struct guest_cmd){ .op = OP_BATCH, .addr = gpa, .val = a1 };
+}
+
+/* Whether page @i of @t's region is private: the memfd holds it. */
+static bool is_private(struct test *t, uint64_t i)
+{
+	off_t off = t->r.offset + i * PAGE;
+
+	return lseek(t->r.memfd, off, SEEK_DATA) == off;
+}
+
+/*
+ * KVM_CAP_MAP_GPA_BATCH reports the largest list where private memory
+ * exists, and must be enabled, on a private-memory VM only, before the
+ * hypercall exits; until then the guest gets -KVM_ENOSYS.
+ */
+TEST(batch_needs_the_capability)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct batch b;
+	struct test t;
+
+	ASSERT_EQ(kvm_check_cap(KVM_CAP_MAP_GPA_BATCH),
+		  KVM_MAP_GPA_BATCH_MAX_ENTRIES);
+	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
+	ASSERT_EQ(vm_check_cap(vm, KVM_CAP_MAP_GPA_BATCH), 0);
+	ASSERT_EQ(__vm_enable_cap(vm, KVM_CAP_MAP_GPA_BATCH, 0), -1);
+	ASSERT_EQ(errno, EINVAL);
+	kvm_vm_free(vm);
+
+	test_init(&t, 1);
+	ASSERT_EQ(vm_check_cap(t.vm, KVM_CAP_MAP_GPA_BATCH),
+		  KVM_MAP_GPA_BATCH_MAX_ENTRIES);
+	ASSERT_EQ(__vm_enable_cap(t.vm, KVM_CAP_MAP_GPA_BATCH, 1), -1);
+	ASSERT_EQ(errno, EINVAL);
+	batch_init(&t, &b, false);
+	batch_add(&b, 0, false, true);
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), -KVM_ENOSYS);
+	ASSERT_EQ(vm_get_stat(t.vm, "private_mem_batches"), 0);
+	ASSERT_FALSE(is_private(&t, 0));
+
+	vm_enable_cap(t.vm, KVM_CAP_MAP_GPA_BATCH, 0);
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), 0);
+	ASSERT_EQ(t.counts.batches, 1);
+	ASSERT_TRUE(is_private(&t, 0));
+	test_fini(&t);
+}
+
+static void guest_batch_type0(void)
+{
+	GUEST_SYNC(guest_map_gpa_batch(GPA));
+}
+
+/* In a VM of type 0 the hypercall does not exist, as before. */
+TEST(batch_type0_unchanged)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct ucall uc;
+
+	vm = vm_create_with_one_vcpu(&vcpu, guest_batch_type0);
+	vcpu_run(vcpu);
+	ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+	ASSERT_EQ(uc.args[1], -KVM_ENOSYS);
+	kvm_vm_free(vm);
+}
+
+/*
+ * A malformed batch fails in the guest with its documented error, without
+ * an exit, and converts nothing.
+ */
+TEST(batch_malformed)
+{
+	struct kvm_map_gpa_batch_entry *e;
+	uint64_t bit;
+	struct batch b;
+	struct test t;
+
+	test_init(&t, 1);
+	bit = vm_private_gpa_mask(t.vm);
+	batch_init(&t, &b, true);
+	e = batch_add(&b, 0, false, true);
+
+	/* The call: reserved arguments, the list's address. */
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 1)), -KVM_EINVAL);
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa + 8, 0)), -KVM_EINVAL);
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa | bit, 0)), -KVM_EINVAL);
+	/* Not in shared memory: no memslot, or a private page. */
+	ASSERT_EQ(guest_do(&t, batch_call(GPA + 2 * NPAGES * PAGE, 0)),
+		  -KVM_EFAULT);
+	private_region_convert(&t.r, GPA + 100 * PAGE, PAGE, true);
+	ASSERT_EQ(guest_do(&t, batch_call(GPA + 100 * PAGE, 0)), -KVM_EFAULT);
+
+	/* The header. */
+	b.list->reserved = 1;
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), -KVM_EINVAL);
+	b.list->reserved = 0;
+	b.list->end_entry = KVM_MAP_GPA_BATCH_MAX_ENTRIES;
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), -KVM_E2BIG);
+	b.list->end_entry = 0;
+
+	/* The entry: operation, page size, reserved bits. */
+	e->op = 0;
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), -KVM_EINVAL);
+	e->op = 3;
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), -KVM_EINVAL);
+	e->op = KVM_MAP_GPA_BATCH_OP_PRIVATE;
+	e->page_size = 2;
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), -KVM_EINVAL);
+	e->page_size = KVM_MAP_GPA_BATCH_PAGE_4K;
+	e->reserved = 1;
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), -KVM_EINVAL);
+	e->reserved = 0;
+
+	/* The range: 2 MiB alignment, memslots, the private bit. */
+	e->page_size = KVM_MAP_GPA_BATCH_PAGE_2M;
+	e->gfn = (GPA >> 12) + 1;
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), -KVM_EINVAL);
+	e->page_size = KVM_MAP_GPA_BATCH_PAGE_4K;
+	e->gfn = (GPA >> 12) + NPAGES;
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), -KVM_EINVAL);
+	e->gfn = b.gpa >> 12;		/* a memslot without private memory */
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), -KVM_EINVAL);
+	e->gfn = (GPA | bit) >> 12;
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), -KVM_EINVAL);
+	/* A bad entry anywhere after cur_entry fails the whole list. */
+	e->gfn = GPA >> 12;
+	batch_add(&b, 1, false, true)->op = 0;
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), -KVM_EINVAL);
+
+	ASSERT_EQ(vm_get_stat(t.vm, "private_mem_batches"), 0);
+	ASSERT_EQ(t.counts.batches, 0);
+	ASSERT_FALSE(is_private(&t, 0));
+	ASSERT_FALSE(is_private(&t, 1));
+
+	/* Entries before cur_entry are not looked at; none left is done. */
+	b.list->cur_entry = 2;
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), 0);
+	ASSERT_EQ(vm_get_stat(t.vm, "private_mem_batches"), 0);
+	b.list->cur_entry = 1;
+	b.list->entries[1].op = KVM_MAP_GPA_BATCH_OP_PRIVATE;
+	ASSERT_EQ(guest_do(&t, batch_call(b.gpa, 0)), 0);
+	ASSERT_EQ(vm_get_stat(t.vm, "private_mem_batches"), 1);
+	ASSERT_EQ(vm_get_stat(t.vm, "private_mem_batch_entries"), 1);
+	ASSERT_FALSE(is_private(&t, 0));
+	ASSERT_TRUE(is_private(&t, 1));
+	test_fini(&t);
+}
+
+/* Each batch test runs with both of the library's ways to carry it out. */
+FIXTURE(batch) {
+	struct test t;
+	struct batch b;
+	struct io_uring ring;
+};
+
+FIXTURE_VARIANT(batch) {
+	bool uring;
+};
+
+FIXTURE_VARIANT_ADD(batch, sync) {
+	.uring = false,
+};
+
+FIXTURE_VARIANT_ADD(batch, uring) {
+	.uring = true,
+};
+
+FIXTURE_SETUP(batch)
+{
+	test_init_huge(&self->t, VM_MEM_SRC_ANONYMOUS_THP, 0);
+	batch_init(&self->t, &self->b, true);
+	if (variant->uring) {
+		batch_ring_init(&self->ring);
+		self->t.r.ring = &self->ring;
+	}
+}
+
+FIXTURE_TEARDOWN(batch)
+{
+	if (variant->uring)
+		io_uring_queue_exit(&self->ring);
+	test_fini(&self->t);
+}
+
+/*
+ * One exit carries a batch that goes both ways, with a 2 MiB entry: each
+ * page ends up as the entries say in order, the guest reads zeros from
+ * its new private pages, and the host's data from pages that stayed
+ * shared, while pages that were private in between read as released.
+ */
+TEST_F(batch, mixed_directions_and_sizes)
+{
+	struct test *t = &self->t;
+	struct batch *b = &self->b;
+	uint64_t i;
+
+	batch_add(b, 0, false, true);
+	batch_add(b, 1, false, true);
+	batch_add(b, 2, false, true);
+	batch_add(b, BLOCK, true, true);
+	batch_add(b, 10, false, true);
+	batch_add(b, 1, false, false);
+	batch_add(b, BLOCK + 88, false, false);
+	ASSERT_EQ(guest_do(t, batch_call(b->gpa, 0)), 0);
+	ASSERT_EQ(t->counts.batches, 1);
+	ASSERT_EQ(t->counts.batch_entries, 7);
+	ASSERT_EQ(t->counts.explicit_private + t->counts.implicit_private, 0);
+	ASSERT_EQ(vm_get_stat(t->vm, "private_mem_batches"), 1);
+	ASSERT_EQ(vm_get_stat(t->vm, "private_mem_batch_entries"), 7);
+	ASSERT_EQ(b->list->cur_entry, 7);
+	for (i = 0; i < 7; i++)
+		ASSERT_EQ(b->list->entries[i].status, 0);
+
+	for (i = 0; i < NPAGES; i++)
+		ASSERT_EQ(is_private(t, i), i == 0 || i == 2 || i == 10 ||
+			  (i >= BLOCK && i != BLOCK + 88)) {
+			TH_LOG("page %lu", i);
+		}
+	ASSERT_EQ(guest_do(t, check_pages(0, 1, true, 0)), 0);
+	ASSERT_EQ(guest_do(t, check_pages(2, 1, true, 0)), 0);
+	ASSERT_EQ(guest_do(t, check_pages(10, 1, true, 0)), 0);
+	ASSERT_EQ(guest_do(t, check_pages(BLOCK, 88, true, 0)), 0);
+	ASSERT_EQ(guest_do(t, write_pages(BLOCK + 89, BLOCK - 89, true, 4)), 0);
+	ASSERT_EQ(guest_do(t, check_pages(BLOCK + 89, BLOCK - 89, true, 4)), 0);
+	ASSERT_EQ(guest_do(t, check_pages(3, 7, false, HOST_PATTERN)), 0);
+	ASSERT_EQ(guest_do(t, check_pages(1, 1, false, 0)), 0);
+	ASSERT_EQ(guest_do(t, check_pages(BLOCK + 88, 1, false, 0)), 0);
+	ASSERT_EQ(t->counts.implicit_private + t->counts.implicit_shared, 0);
+}
+
+/*
+ * An entry that fails stops the batch there, with its errno, and the
+ * guest goes on from it with the same list once the cause is gone.  The
+ * failure is a split of a huge folio forced to fail.
+ */
+TEST_F(batch, resume_after_a_failed_entry)
+{
+	struct test *t = &self->t;
+	struct batch *b = &self->b;
+
+	if (!memfile_debugfs_set("fail_inaccessible_split/verbose", "0"))
+		SKIP(return, "needs CONFIG_MEMFILE_NOTIFIER_FAULT_INJECTION");
+	private_region_convert(&t->r, GPA, BLOCK * PAGE, true);
+	ASSERT_EQ(guest_do(t, write_pages(0, BLOCK, true, 6)), 0);
+
+	batch_add(b, BLOCK, false, true);
+	batch_add(b, 5, false, false);		/* splits the huge folio */
+	batch_add(b, BLOCK + 1, false, true);
+	ASSERT_TRUE(memfile_debugfs_set("fail_inaccessible_split/times", "-1"));
+	ASSERT_TRUE(memfile_debugfs_set("fail_inaccessible_split/probability",
+					"100"));
+	ASSERT_EQ(guest_do(t, batch_call(b->gpa, 0)), 0);
+	ASSERT_TRUE(memfile_debugfs_set("fail_inaccessible_split/probability",
+					"0"));
+	ASSERT_EQ(b->list->cur_entry, 1);
+	ASSERT_EQ(b->list->entries[0].status, 0);
+	ASSERT_EQ(b->list->entries[1].status, EBUSY);
+	ASSERT_TRUE(is_private(t, BLOCK));
+	ASSERT_TRUE(is_private(t, 5));
+	ASSERT_FALSE(is_private(t, BLOCK + 1));
+	ASSERT_EQ(guest_do(t, check_pages(0, BLOCK, true, 6)), 0);
+
+	ASSERT_EQ(guest_do(t, batch_call(b->gpa, 0)), 0);
+	ASSERT_EQ(t->counts.batches, 2);
+	ASSERT_EQ(t->counts.batch_entries, 3 + 2);
+	ASSERT_EQ(b->list->cur_entry, 3);
+	ASSERT_EQ(b->list->entries[1].status, 0);
+	ASSERT_EQ(b->list->entries[2].status, 0);
+	ASSERT_FALSE(is_private(t, 5));
+	ASSERT_TRUE(is_private(t, BLOCK + 1));
+	ASSERT_EQ(guest_do(t, check_pages(0, 5, true, 6)), 0);
+	ASSERT_EQ(guest_do(t, check_pages(6, BLOCK - 6, true, 6)), 0);
+	ASSERT_EQ(t->counts.implicit_private + t->counts.implicit_shared, 0);
+}
+
+/*
+ * Random batches, some with an entry outside the region, applied entry by
+ * entry to one region and with io_uring to another from the same start:
+ * the same entries done, the same statuses, the same pages private, the
+ * same shared pages released.  No guest runs; the lists live in host
+ * memory.
+ */
+#define RANDOM_ROUNDS	40
+#define GPA2		(GPA + 2 * NPAGES * PAGE)
+
+static bool page_released(struct private_region *r, uint64_t i)
+{
+	return !*(uint64_t *)(r->hva + i * PAGE);
+}
+
+static void random_batch(struct kvm_map_gpa_batch *a,
+			 struct kvm_map_gpa_batch *b)
+{
+	unsigned int i, n = 1 + random() % KVM_MAP_GPA_BATCH_MAX_ENTRIES;
+
+	memset(a, 0, PAGE);
+	a->end_entry = n - 1;
+	for (i = 0; i < n; i++) {
+		struct kvm_map_gpa_batch_entry *e = &a->entries[i];
+		bool huge = !(random() % 16);
+
+		e->page_size = huge ? KVM_MAP_GPA_BATCH_PAGE_2M :
+				      KVM_MAP_GPA_BATCH_PAGE_4K;
+		e->op = random() % 2 ? KVM_MAP_GPA_BATCH_OP_PRIVATE :
+				       KVM_MAP_GPA_BATCH_OP_SHARED;
+		/* Runs of neighbours, to coalesce, and now and then a jump. */
+		if (i && !huge && random() % 4 &&
+		    a->entries[i - 1].page_size == KVM_MAP_GPA_BATCH_PAGE_4K)
+			e->gfn = a->entries[i - 1].gfn + 1;
+		else
+			e->gfn = (GPA >> 12) + random() % NPAGES;
+		if (huge)
+			e->gfn &= ~(uint64_t)(BLOCK - 1);
+		if (!(random() % 64))
+			e->gfn += NPAGES;	/* outside the region */
+	}
+	memcpy(b, a, PAGE);
+	for (i = 0; i < n; i++)
+		b->entries[i].gfn += (GPA2 - GPA) >> 12;
+}
+
+TEST(batch_sync_and_uring_agree)
+{
+	struct kvm_map_gpa_batch *la, *lb;
+	struct batch_stats sa = {}, sb = {};
+	struct private_region b;
+	struct io_uring ring;
+	unsigned int round, i;
+	struct test t;
+
+	test_init(&t, 1);
+	private_region_add(&b, t.vm, SLOT + 1, GPA2, NPAGES);
+	memset(b.hva, 0x5a, b.size);
+	batch_ring_init(&ring);
+	la = calloc(1, PAGE);
+	lb = calloc(1, PAGE);
+	srandom(0x5eed);
+	for (round = 0; round < RANDOM_ROUNDS; round++) {
+		unsigned int da, db;
+
+		random_batch(la, lb);
+		da = private_region_apply_batch(&t.r, la, NULL, &sa);
+		db = private_region_apply_batch(&b, lb, &ring, &sb);
+		ASSERT_EQ(da, db);
+		ASSERT_EQ(la->cur_entry, lb->cur_entry);
+		for (i = 0; i <= la->end_entry && i <= la->cur_entry; i++)
+			ASSERT_EQ(la->entries[i].status, lb->entries[i].status);
+		for (i = 0; i < NPAGES; i++) {
+			off_t off = i * PAGE;
+
+			ASSERT_EQ(lseek(t.r.memfd, off, SEEK_DATA) == off,
+				  lseek(b.memfd, off, SEEK_DATA) == off) {
+				TH_LOG("round %u, page %u", round, i);
+			}
+			ASSERT_EQ(page_released(&t.r, i), page_released(&b, i));
+		}
+	}
+	TH_LOG("%lu entries in %lu syscalls one by one, in %lu with io_uring (%lu runs)",
+	       sa.entries, sa.syscalls, sb.syscalls, sb.runs);
+	ASSERT_EQ(sa.entries, sb.entries);
+	ASSERT_GT(sa.entries, 0);
+	ASSERT_LT(sb.syscalls, sa.syscalls);
+	io_uring_queue_exit(&ring);
+	free(la);
+	free(lb);
+	close(b.memfd);
 	test_fini(&t);
 }
 

@@ -21,6 +21,8 @@
 /* The reserved-bit flag of a #PF error code, which processor.h lacks. */
 #define PF_ERROR_RSVD	BIT_ULL(3)
 
+struct io_uring;
+
 struct private_region {
 	struct kvm_vm *vm;
 	uint64_t gpa;		/* plain gpa of the first page */
@@ -28,6 +30,7 @@ struct private_region {
 	int memfd;		/* the private pages */
 	uint64_t offset;	/* byte offset in memfd of the first page */
 	uint8_t *hva;		/* the shared pages */
+	struct io_uring *ring;	/* for batches, or NULL: entry by entry */
 };
 
 /* What a run with vcpu_run_converting() saw. */
@@ -36,6 +39,15 @@ struct conversion_counts {
 	uint64_t explicit_shared;
 	uint64_t implicit_private;	/* private accesses to shared pages */
 	uint64_t implicit_shared;
+	uint64_t batches;		/* KVM_HC_MAP_GPA_BATCH exits */
+	uint64_t batch_entries;		/* the entries they carried */
+};
+
+/* What private_region_apply_batch() did. */
+struct batch_stats {
+	uint64_t entries;	/* entries done */
+	uint64_t runs;		/* runs of adjacent entries it submitted */
+	uint64_t syscalls;	/* system calls it made */
 };
 
 int __private_memfd_create(uint64_t size, unsigned int flags);
@@ -63,6 +75,11 @@ int kvm_param_get(const char *name);
 uint64_t vcpu_run_converting(struct kvm_vcpu *vcpu, struct private_region *r,
 			     struct conversion_counts *counts,
 			     struct ucall *uc);
+void batch_ring_init(struct io_uring *ring);
+unsigned int private_region_apply_batch(struct private_region *r,
+					struct kvm_map_gpa_batch *list,
+					struct io_uring *ring,
+					struct batch_stats *st);
 
 /* Guest side: ask for a conversion of @npages pages at plain @gpa. */
 static inline uint64_t guest_map_gpa_range(uint64_t gpa, uint64_t npages,
@@ -71,6 +88,12 @@ static inline uint64_t guest_map_gpa_range(uint64_t gpa, uint64_t npages,
 	return kvm_hypercall(KVM_HC_MAP_GPA_RANGE, gpa, npages,
 			     private ? KVM_MAP_GPA_RANGE_ENCRYPTED :
 				       KVM_MAP_GPA_RANGE_DECRYPTED, 0);
+}
+
+/* Guest side: ask for the conversions of the list at plain @gpa. */
+static inline uint64_t guest_map_gpa_batch(uint64_t gpa)
+{
+	return kvm_hypercall(KVM_HC_MAP_GPA_BATCH, gpa, 0, 0, 0);
 }
 
 #endif /* SELFTEST_KVM_PRIVATE_MEM_H */
