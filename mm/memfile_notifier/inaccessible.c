@@ -259,6 +259,27 @@ static int inaccessible_runs_add(struct inaccessible_runs *r, pgoff_t index,
 	return 0;
 }
 
+#ifdef CONFIG_MEMFILE_NOTIFIER_FAULT_INJECTION
+static u32 inaccessible_change_delay_ms;
+
+/*
+ * Hold a change of the file open, inside its invalidation, for as long as
+ * change_delay_ms says, so that tests can make consumers meet an
+ * invalidation in flight.  A fatal signal ends the wait.
+ */
+static void inaccessible_change_delay(void)
+{
+	u32 ms = READ_ONCE(inaccessible_change_delay_ms);
+
+	if (ms)
+		schedule_timeout_killable(msecs_to_jiffies(ms));
+}
+#else
+static inline void inaccessible_change_delay(void)
+{
+}
+#endif
+
 /*
  * Allocate the holes of [@start, @end), charged in advance so that a
  * failed charge changes nothing, and taken back if allocation fails part
@@ -322,8 +343,6 @@ static long inaccessible_allocate(struct inaccessible_file *f, pgoff_t start,
 #ifdef CONFIG_MEMFILE_NOTIFIER_FAULT_INJECTION
 static DECLARE_FAULT_ATTR(fail_inaccessible_split);
 
-static u32 inaccessible_change_delay_ms;
-
 void inaccessible_init_debugfs(struct dentry *dir)
 {
 	fault_create_debugfs_attr("fail_inaccessible_split", dir,
@@ -336,27 +355,10 @@ static bool inaccessible_split_should_fail(void)
 {
 	return should_fail(&fail_inaccessible_split, 1);
 }
-
-/*
- * Hold a change of the file open, inside its invalidation, for as long as
- * change_delay_ms says, so that tests can make consumers meet an
- * invalidation in flight.  A fatal signal ends the wait.
- */
-static void inaccessible_change_delay(void)
-{
-	u32 ms = READ_ONCE(inaccessible_change_delay_ms);
-
-	if (ms)
-		schedule_timeout_killable(msecs_to_jiffies(ms));
-}
 #else
 static inline bool inaccessible_split_should_fail(void)
 {
 	return false;
-}
-
-static inline void inaccessible_change_delay(void)
-{
 }
 #endif
 
