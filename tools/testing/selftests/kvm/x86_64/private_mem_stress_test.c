@@ -17,6 +17,11 @@
  * directory) makes KVM leave stale private mappings, which the test must
  * then report.
  *
+ * The last vCPU asks for its explicit conversions in batches
+ * (KVM_HC_MAP_GPA_BATCH) of up to BATCH_MAX scattered pages, which the
+ * host carries out entry by entry, each an ordinary conversion; the batch
+ * must come back done.
+ *
  * The huge-page variant puts the NPAGES pages at the start of a 2 MiB
  * block of an MFD_INACCESSIBLE_HUGE memfd, and the host now and then
  * converts the whole block, so that the vCPUs' pages keep moving between
@@ -51,6 +56,8 @@
 #define CONTROL_SECONDS	20
 #define FAIL_ZAP	"fail_private_mem_zap/"
 #define MAX_REPORTED	4
+#define BATCHING_VCPU	(NR_VCPUS - 1)
+#define BATCH_MAX	8
 
 /* A word's value: the view, the vCPU and a sequence number, never 0. */
 #define TAG_PRIVATE	BIT_ULL(63)
@@ -63,6 +70,7 @@ enum mismatch_kind {
 	SHARED_WRITE,
 	SHARED_READ,
 	HYPERCALL,		/* an explicit request that failed */
+	BATCH,			/* a batch that did not come back done */
 };
 
 struct mismatch {
@@ -73,6 +81,7 @@ struct mismatch {
 struct vcpu_report {
 	uint64_t ops;
 	uint64_t hypercalls;
+	uint64_t batched_pages;
 	uint64_t mismatches;
 	struct mismatch first[MAX_REPORTED];
 	/* The access in progress, to check implicit exits against. */
@@ -84,6 +93,8 @@ struct vcpu_report {
 static uint64_t epochs[BLOCK];
 static uint64_t stop;
 static struct vcpu_report reports[NR_VCPUS];
+/* The batching vCPU's list, in a page of its own. */
+static uint8_t batch_page[PAGE] __attribute__((aligned(PAGE)));
 
 /* The guest's own bookkeeping. */
 struct private_record {
@@ -198,7 +209,36 @@ static uint64_t xorshift(uint64_t *s)
 	return *s;
 }
 
-static void guest_code(uint64_t id)
+/*
+ * Ask for up to BATCH_MAX scattered pages, each made private or shared at
+ * random, with one KVM_HC_MAP_GPA_BATCH on the list at @list_gpa.
+ */
+static void batch_convert(struct vcpu_report *rep, uint64_t *seed,
+			  uint64_t list_gpa)
+{
+	struct kvm_map_gpa_batch *b = (struct kvm_map_gpa_batch *)batch_page;
+	uint64_t i, n = 1 + xorshift(seed) % BATCH_MAX, ret;
+
+	b->cur_entry = 0;
+	b->end_entry = n - 1;
+	for (i = 0; i < n; i++) {
+		uint64_t r = xorshift(seed);
+
+		b->entries[i] = (struct kvm_map_gpa_batch_entry){
+			.gfn = (GPA / PAGE) + r % NPAGES,
+			.op = r & BIT_ULL(32) ? KVM_MAP_GPA_BATCH_OP_PRIVATE :
+						KVM_MAP_GPA_BATCH_OP_SHARED,
+		};
+	}
+	rep->hypercalls++;
+	rep->batched_pages += n;
+	ret = guest_map_gpa_batch(list_gpa);
+	if (ret || READ_ONCE(b->cur_entry) != n)
+		mismatch(rep, BATCH, b->entries[0].gfn - GPA / PAGE, n,
+			 ret ? ret : READ_ONCE(b->cur_entry));
+}
+
+static void guest_code(uint64_t id, uint64_t list_gpa)
 {
 	struct vcpu_report *rep = &reports[id];
 	uint64_t seed = (id + 1) * 0x9e3779b97f4a7c15ULL, seq = 0;
@@ -211,6 +251,10 @@ static void guest_code(uint64_t id)
 		case 0:
 		case 1:
 			/* Overlapping and adjacent ranges of up to 4 pages. */
+			if (id == BATCHING_VCPU) {
+				batch_convert(rep, &seed, list_gpa);
+				break;
+			}
 			if (page + len > NPAGES)
 				len = NPAGES - page;
 			announce(rep, page, false);
@@ -252,6 +296,7 @@ struct stress {
 	uint64_t explicit_exits[NR_VCPUS];
 	uint64_t implicit_exits[NR_VCPUS];
 	uint64_t bad_exits[NR_VCPUS];
+	uint64_t batch_entries[NR_VCPUS];
 	uint64_t host_conversions;
 	bool host_stop;
 };
@@ -304,6 +349,33 @@ struct vcpu_arg {
 	int id;
 };
 
+/*
+ * Carry out the batch at @list_gpa entry by entry, each an ordinary
+ * conversion.  The guest asks for single pages of the region only; any
+ * other entry is a bad exit, and stops the batch with EINVAL.
+ */
+static void batch_exit(struct stress *s, int id, uint64_t list_gpa)
+{
+	struct kvm_map_gpa_batch *b = addr_gpa2hva(s->vm, list_gpa);
+	unsigned int i, end = READ_ONCE(b->end_entry);
+
+	for (i = READ_ONCE(b->cur_entry); i <= end && i < BATCH_MAX; i++) {
+		struct kvm_map_gpa_batch_entry e = b->entries[i];
+		uint64_t first = e.gfn - GPA / PAGE;
+
+		if (e.gfn < GPA / PAGE || first >= NPAGES ||
+		    e.page_size != KVM_MAP_GPA_BATCH_PAGE_4K) {
+			s->bad_exits[id]++;
+			b->entries[i].status = EINVAL;
+			break;
+		}
+		convert(s, first, 1, e.op == KVM_MAP_GPA_BATCH_OP_PRIVATE);
+		b->entries[i].status = 0;
+		s->batch_entries[id]++;
+	}
+	WRITE_ONCE(b->cur_entry, i);
+}
+
 static void *vcpu_thread(void *data)
 {
 	struct vcpu_arg *a = data;
@@ -320,6 +392,13 @@ static void *vcpu_thread(void *data)
 		vcpu_run(vcpu);
 		if (run->exit_reason != KVM_EXIT_MEMORY_ERROR)
 			break;
+		if (run->memory.flags & KVM_MEMORY_EXIT_FLAG_BATCH) {
+			s->explicit_exits[a->id]++;
+			if (a->id != BATCHING_VCPU)
+				s->bad_exits[a->id]++;
+			batch_exit(s, a->id, run->memory.gpa);
+			continue;
+		}
 		private = run->memory.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE;
 		first = (run->memory.gpa - GPA) / PAGE;
 		n = run->memory.size / PAGE;
@@ -381,7 +460,7 @@ static void *chaos_thread(void *data)
 
 struct outcome {
 	uint64_t ops, mismatches, lost_exits, bad_exits, crossed_words;
-	uint64_t faults_2m;
+	uint64_t faults_2m, batch_entries;
 };
 
 /*
@@ -400,9 +479,11 @@ static struct outcome stress_run(struct __test_metadata *_metadata,
 
 	s.vm = vm_create_private(NR_VCPUS, guest_code, s.vcpus);
 	vm_init_descriptor_tables(s.vm);
+	vm_enable_cap(s.vm, KVM_CAP_MAP_GPA_BATCH, 0);
 	for (id = 0; id < NR_VCPUS; id++) {
 		vcpu_init_descriptor_tables(s.vcpus[id]);
-		vcpu_args_set(s.vcpus[id], 1, id);
+		vcpu_args_set(s.vcpus[id], 2, id,
+			      addr_gva2gpa(s.vm, (vm_vaddr_t)batch_page));
 	}
 	/* Huge mappings need a host address congruent to the gfn. */
 	if (huge)
@@ -439,6 +520,9 @@ static struct outcome stress_run(struct __test_metadata *_metadata,
 		TH_LOG("vCPU %d: %lu hypercalls, %lu explicit and %lu implicit exits",
 		       id, rep->hypercalls, s.explicit_exits[id],
 		       s.implicit_exits[id]);
+		if (id == BATCHING_VCPU)
+			TH_LOG("vCPU %d: %lu pages asked for in batches, %lu done",
+			       id, rep->batched_pages, s.batch_entries[id]);
 		for (i = 0; i < rep->mismatches && i < MAX_REPORTED; i++)
 			TH_LOG("  mismatch kind %lu page %lu: expected 0x%lx, got 0x%lx",
 			       rep->first[i].kind, rep->first[i].page,
@@ -449,6 +533,7 @@ static struct outcome stress_run(struct __test_metadata *_metadata,
 		out.lost_exits += labs((long)(rep->hypercalls -
 					      s.explicit_exits[id]));
 		out.bad_exits += s.bad_exits[id];
+		out.batch_entries += s.batch_entries[id];
 	}
 	/* Private data never shows up in the shared pages. */
 	for (i = 0; i < NPAGES; i++)
@@ -483,6 +568,7 @@ static void expect_clean(struct __test_metadata *_metadata,
 	ASSERT_EQ(out.lost_exits, 0);
 	ASSERT_EQ(out.bad_exits, 0);
 	ASSERT_EQ(out.crossed_words, 0);
+	ASSERT_GT(out.batch_entries, 0);
 }
 
 TEST_F_TIMEOUT(stress, sixty_seconds, 300)
