@@ -94,7 +94,7 @@ static uint64_t epochs[BLOCK];
 static uint64_t stop;
 static struct vcpu_report reports[NR_VCPUS];
 /* The batching vCPU's list, in a page of its own. */
-static uint8_t batch_page[PAGE] __attribute__((aligned(PAGE)));
+static uint8_t batch_page[PAGE] __aligned(PAGE);
 
 /* The guest's own bookkeeping. */
 struct private_record {

@@ -199,8 +199,8 @@ struct batch_run {
 
 /*
  * Read entry @i of @list into @run, once: the list is in guest memory, and
- * the guest may change it at any time.  Returns 0, or EINVAL for an entry
- * that KVM would refuse or that lies outside @r.
+ * the guest may change it at any time.  Returns 0, or -EINVAL for an
+ * entry that KVM would refuse or that lies outside @r.
  */
 static int batch_entry_read(struct private_region *r,
 			    struct kvm_map_gpa_batch *list, unsigned int i,
@@ -215,14 +215,14 @@ static int batch_entry_read(struct private_region *r,
 	     e.op != KVM_MAP_GPA_BATCH_OP_SHARED) ||
 	    (e.page_size != KVM_MAP_GPA_BATCH_PAGE_4K &&
 	     e.page_size != KVM_MAP_GPA_BATCH_PAGE_2M))
-		return EINVAL;
+		return -EINVAL;
 	size = r->vm->page_size;
 	if (e.page_size == KVM_MAP_GPA_BATCH_PAGE_2M)
 		size = 512 * size;
 	gpa = e.gfn * r->vm->page_size;
 	if (gpa & (size - 1) || gpa < r->gpa || gpa - r->gpa >= r->size ||
 	    r->size - (gpa - r->gpa) < size)
-		return EINVAL;
+		return -EINVAL;
 	*run = (struct batch_run){ gpa, size,
 				   e.op == KVM_MAP_GPA_BATCH_OP_PRIVATE, i, i };
 	return 0;
@@ -231,7 +231,7 @@ static int batch_entry_read(struct private_region *r,
 /*
  * Carry out @run the synchronous way: fallocate(), and for a range made
  * private madvise(MADV_DONTNEED) to release its shared pages.  Returns 0
- * or the errno of the call that failed.
+ * or the negative errno of the call that failed.
  */
 static int batch_convert(struct private_region *r, const struct batch_run *run,
 			 struct batch_stats *st)
@@ -241,12 +241,12 @@ static int batch_convert(struct private_region *r, const struct batch_run *run,
 	st->syscalls++;
 	if (fallocate(r->memfd, mode, r->offset + (run->gpa - r->gpa),
 		      run->size))
-		return errno;
+		return -errno;
 	if (!run->private)
 		return 0;
 	st->syscalls++;
 	if (madvise(r->hva + (run->gpa - r->gpa), run->size, MADV_DONTNEED))
-		return errno;
+		return -errno;
 	return 0;
 }
 
@@ -266,7 +266,7 @@ static unsigned int batch_apply_sync(struct private_region *r,
 		err = batch_entry_read(r, list, i, &run);
 		if (!err)
 			err = batch_convert(r, &run, st);
-		WRITE_ONCE(list->entries[i].status, err);
+		WRITE_ONCE(list->entries[i].status, -err);
 		if (err)
 			break;
 		st->entries++;
