@@ -384,9 +384,13 @@ TEST(explicit_bad_requests)
 static void guest_hypercall_type0(void)
 {
 	GUEST_SYNC(guest_map_gpa_range(GPA, 1, true));
+	GUEST_SYNC(guest_map_gpa_batch(GPA));
 }
 
-/* A VM of type 0 keeps its KVM_EXIT_HYPERCALL behaviour. */
+/*
+ * A VM of type 0 keeps its KVM_EXIT_HYPERCALL behaviour, and has no
+ * KVM_HC_MAP_GPA_BATCH.
+ */
 TEST(explicit_type0_unchanged)
 {
 	struct kvm_vcpu *vcpu;
@@ -394,6 +398,9 @@ TEST(explicit_type0_unchanged)
 	struct ucall uc;
 
 	vm = vm_create_with_one_vcpu(&vcpu, guest_hypercall_type0);
+	vcpu_run(vcpu);
+	ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+	ASSERT_EQ(uc.args[1], -KVM_ENOSYS);
 	vcpu_run(vcpu);
 	ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
 	ASSERT_EQ(uc.args[1], -KVM_ENOSYS);
@@ -1113,25 +1120,6 @@ TEST(batch_needs_the_capability)
 	ASSERT_EQ(t.counts.batches, 1);
 	ASSERT_TRUE(is_private(&t, 0));
 	test_fini(&t);
-}
-
-static void guest_batch_type0(void)
-{
-	GUEST_SYNC(guest_map_gpa_batch(GPA));
-}
-
-/* In a VM of type 0 the hypercall does not exist, as before. */
-TEST(batch_type0_unchanged)
-{
-	struct kvm_vcpu *vcpu;
-	struct kvm_vm *vm;
-	struct ucall uc;
-
-	vm = vm_create_with_one_vcpu(&vcpu, guest_batch_type0);
-	vcpu_run(vcpu);
-	ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
-	ASSERT_EQ(uc.args[1], -KVM_ENOSYS);
-	kvm_vm_free(vm);
 }
 
 /*
