@@ -1502,6 +1502,7 @@ TEST_F_TIMEOUT(privmem, conversions_secret_and_refusals, 900)
 	char tag[TAG_LEN + 1], secret[64], control[64], cmd[PATH_MAX + 64];
 	unsigned long long shared, priv, total;
 	unsigned int n_priv, n_shared;
+	long long batches;
 	unsigned char mem[0x20];
 	static char buf[HMP_REPLY];
 	struct scan s = { 0 };
@@ -1669,6 +1670,11 @@ TEST_F_TIMEOUT(privmem, conversions_secret_and_refusals, 900)
 	diag_matching_lines("  hmp:   ", buf, "private_mem_");
 	EXPECT_NE(NULL, strstr(buf, "private_mem_faults")) {
 		TH_LOG("\"info stats vm\" lacks private_mem_faults");
+	}
+	/* The guest's test 11: one batch, which QEMU must have enabled. */
+	EXPECT_TRUE(stat_value(buf, "private_mem_batches", &batches) &&
+		    batches == 1) {
+		TH_LOG("private_mem_batches is not 1: QEMU did not enable KVM_CAP_MAP_GPA_BATCH, or the guest's batch never exited");
 	}
 
 	/* The gdbstub: the private view fails, the shared one reads. */

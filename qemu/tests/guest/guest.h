@@ -29,10 +29,33 @@
 #define PRIV(pa)		((volatile void *)(uintptr_t)(PRIV_BASE + (pa)))
 
 #define KVM_HC_MAP_GPA_RANGE		12
+#define KVM_HC_MAP_GPA_BATCH		0x1000
 #define KVM_MAP_GPA_RANGE_ENCRYPTED	(1u << 4)
 #define KVM_MAP_GPA_RANGE_DECRYPTED	0u
 #define KVM_EPERM			1
 #define KVM_EINVAL			22
+#define KVM_E2BIG			7
+
+/* The list of KVM_HC_MAP_GPA_BATCH, in a page of shared memory. */
+#define KVM_MAP_GPA_BATCH_OP_PRIVATE	1
+#define KVM_MAP_GPA_BATCH_OP_SHARED	2
+#define KVM_MAP_GPA_BATCH_PAGE_4K	0
+#define KVM_MAP_GPA_BATCH_PAGE_2M	1
+
+struct kvm_map_gpa_batch_entry {
+	uint64_t gfn;
+	uint8_t op;
+	uint8_t page_size;
+	uint16_t status;
+	uint32_t reserved;
+};
+
+struct kvm_map_gpa_batch {
+	uint16_t cur_entry;
+	uint16_t end_entry;
+	uint32_t reserved;
+	struct kvm_map_gpa_batch_entry entries[];
+};
 
 struct multiboot_info {
 	uint32_t flags;

@@ -396,15 +396,16 @@ long kvm_hypercall3(uint32_t nr, uint32_t a0, uint32_t a1, uint32_t a2)
 {
 	uint32_t ret;
 
+	/* The fourth argument is 0: KVM_HC_MAP_GPA_BATCH requires it. */
 	if (vendor == VENDOR_AMD)
 		asm volatile("vmmcall"
 			     : "=a"(ret)
-			     : "a"(nr), "b"(a0), "c"(a1), "d"(a2)
+			     : "a"(nr), "b"(a0), "c"(a1), "d"(a2), "S"(0)
 			     : "memory");
 	else
 		asm volatile("vmcall"
 			     : "=a"(ret)
-			     : "a"(nr), "b"(a0), "c"(a1), "d"(a2)
+			     : "a"(nr), "b"(a0), "c"(a1), "d"(a2), "S"(0)
 			     : "memory");
 	return (int32_t)ret;
 }

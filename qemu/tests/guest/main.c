@@ -28,7 +28,7 @@
  *
  * Modes, the first word of -append:
  *
- * convert	the conversion suite, 10 tests.  Test 10 stores the secret
+ * convert	the conversion suite, 11 tests.  Test 11 stores the secret
  *		"privmem-secret-<tag>" (16 hex digits from the TSC) only in
  *		a private page (0x803000) and, as a positive control for
  *		the host's scan, "privmem-shared-<tag>" in a shared page
@@ -362,9 +362,60 @@ static void test_secret(void)
 		run_guarded(check_secret);
 }
 
+/*
+ * One KVM_HC_MAP_GPA_BATCH for three pages, two made private and one of
+ * them shared again, with its list in a shared test page: the entries
+ * come back done, in order, and the pages read as conversions leave them.
+ */
+#define BATCH_LIST_PA	T(6)
+
+static void test_batch(void)
+{
+	volatile struct kvm_map_gpa_batch *b = SHARED(BATCH_LIST_PA);
+	static const struct { uint32_t pa; uint8_t op; } e[] = {
+		{ T(7), KVM_MAP_GPA_BATCH_OP_PRIVATE },
+		{ T(8), KVM_MAP_GPA_BATCH_OP_PRIVATE },
+		{ T(7), KVM_MAP_GPA_BATCH_OP_SHARED },
+	};
+	unsigned int i, n = sizeof(e) / sizeof(e[0]);
+
+	fill_page(SHARED(T(7)), 0x17171717);
+	fill_page(SHARED(T(8)), 0x18181818);
+	b->cur_entry = 0;
+	b->end_entry = n - 1;
+	b->reserved = 0;
+	for (i = 0; i < n; i++) {
+		b->entries[i].gfn = e[i].pa >> 12;
+		b->entries[i].op = e[i].op;
+		b->entries[i].page_size = KVM_MAP_GPA_BATCH_PAGE_4K;
+		b->entries[i].status = 0xffff;
+		b->entries[i].reserved = 0;
+	}
+	expect_ret(kvm_hypercall3(KVM_HC_MAP_GPA_BATCH, BATCH_LIST_PA, 0, 0),
+		   0, "the batch");
+	pr("# privmem-guest: batch of %u: cur_entry %u, statuses %u %u %u\n",
+	   n, b->cur_entry, b->entries[0].status, b->entries[1].status,
+	   b->entries[2].status);
+	if (b->cur_entry != n)
+		fail("cur_entry %u, want %u", b->cur_entry, n);
+	for (i = 0; i < n; i++)
+		if (b->entries[i].status)
+			fail("entry %u: status %u", i, b->entries[i].status);
+	check_page(PRIV(T(8)), 0, "private view of the second page");
+	check_page(SHARED(T(7)), 0, "shared view of the first page");
+
+	/* Nothing left to do: no exit, and 0. */
+	expect_ret(kvm_hypercall3(KVM_HC_MAP_GPA_BATCH, BATCH_LIST_PA, 0, 0),
+		   0, "the batch again");
+	b->end_entry = 255;
+	expect_ret(kvm_hypercall3(KVM_HC_MAP_GPA_BATCH, BATCH_LIST_PA, 0, 0),
+		   -KVM_E2BIG, "a list of 256");
+	expect_ret(map_gpa(T(8), 1, false), 0, "to shared");
+}
+
 static __noreturn void mode_convert(void)
 {
-	tap_header(10);
+	tap_header(11);
 	run_test("cpuid reports the private bit", test_cpuid);
 	run_test("implicit conversion to private", test_implicit_private);
 	run_test("implicit conversion to shared discards the private page",
@@ -375,6 +426,7 @@ static __noreturn void mode_convert(void)
 	run_test("explicit conversion across RAM sections", test_sections);
 	run_test("a range that leaves RAM is refused", test_holes);
 	run_test("a malformed range is refused", test_malformed);
+	run_test("a batch of conversions", test_batch);
 	run_test("a secret held in private memory", test_secret);
 	done();
 }
