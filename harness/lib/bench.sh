@@ -81,7 +81,8 @@ bench_prog() {
 		-fno-stack-protector -fno-PIE -fno-strict-aliasing -no-pie -static -pthread \
 		-I"$tree/tools/include" -I"$tree/tools/arch/x86/include" -isystem "$hdrs" \
 		-I"$kvm/include" -I"$kvm/include/x86_64" -I"$kvm/.." \
-		-o "$BENCH/private_mem_bench-$kind" "$BENCH_SRC" "$lib"/lib/*.o "$lib"/lib/x86_64/*.o
+		-o "$BENCH/private_mem_bench-$kind" "$BENCH_SRC" "$lib"/lib/*.o "$lib"/lib/x86_64/*.o \
+		-luring
 }
 
 # guest_code_of BIN: the benchmark's guest functions (those the compiler
