@@ -115,6 +115,12 @@ void private_region_map(struct private_region *r, uint64_t shared_gva,
 		 npages);
 }
 
+/* The fallocate() mode that makes a range private, or shared. */
+static int convert_mode(bool private)
+{
+	return private ? 0 : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+}
+
 /*
  * Make [@gpa, @gpa + @size) of the region private, by allocating it in
  * the memfd, or shared, by punching it out, which destroys its private
@@ -123,7 +129,7 @@ void private_region_map(struct private_region *r, uint64_t shared_gva,
 void private_region_convert(struct private_region *r, uint64_t gpa,
 			    uint64_t size, bool private)
 {
-	int mode = private ? 0 : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+	int mode = convert_mode(private);
 	uint64_t off = r->offset + (gpa - r->gpa);
 
 	TEST_ASSERT(gpa >= r->gpa && gpa + size <= r->gpa + r->size,
@@ -236,11 +242,9 @@ static int batch_entry_read(struct private_region *r,
 static int batch_convert(struct private_region *r, const struct batch_run *run,
 			 struct batch_stats *st)
 {
-	int mode = run->private ? 0 : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-
 	st->syscalls++;
-	if (fallocate(r->memfd, mode, r->offset + (run->gpa - r->gpa),
-		      run->size))
+	if (fallocate(r->memfd, convert_mode(run->private),
+		      r->offset + (run->gpa - r->gpa), run->size))
 		return -errno;
 	if (!run->private)
 		return 0;
@@ -327,8 +331,8 @@ static unsigned int batch_apply_uring(struct private_region *r,
 
 		sqe = io_uring_get_sqe(ring);
 		TEST_ASSERT(sqe, "io_uring has no room");
-		io_uring_prep_fallocate(sqe, r->memfd, runs[k].private ? 0 :
-					FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		io_uring_prep_fallocate(sqe, r->memfd,
+					convert_mode(runs[k].private),
 					r->offset + off, runs[k].size);
 		io_uring_sqe_set_data64(sqe, k);
 		sqe->flags |= IOSQE_IO_LINK;
