@@ -118,6 +118,7 @@ struct qemu_opts {
 	const char *ram;	/* -m and ram0's size; NULL: GUEST_RAM */
 	const char *m_arg;	/* -m's whole value instead of ram */
 	const char *machine_extra;	/* appended to -machine's value */
+	const char *pm_extra;	/* appended to kvm-private-mem's value */
 	bool no_private_vm;	/* without kvm-private-mem */
 	bool plain_vm;		/* a stock VM: no kvm-private-mem, shared RAM */
 	bool gdb;		/* -gdb on DIR/gdb.sock */
@@ -358,7 +359,8 @@ static void base_cmd(struct __test_metadata *_metadata, struct qemu *q,
 		o->machine_extra ? o->machine_extra : "");
 	if (!o->no_private_vm && !o->plain_vm) {
 		cmd_add(c, "-object");
-		cmd_add(c, "kvm-private-mem,id=pm");
+		cmd_add(c, "kvm-private-mem,id=pm%s",
+			o->pm_extra ? o->pm_extra : "");
 	}
 	cmd_add(c, "-object");
 	cmd_add(c, "memory-backend-memfd,id=ram0,size=%s,share=on%s",
@@ -1730,6 +1732,61 @@ TEST_F_TIMEOUT(privmem, conversions_secret_and_refusals, 900)
 	EXPECT_LE(4u, conv[1][1] + conv[1][0]) {
 		TH_LOG("the guest asked for 4 conversions at least");
 	}
+}
+
+/*
+ * batch-io-uring=on: the guest's batch (test 10: pages 7 and 8 made
+ * private, then 7 shared) goes to io_uring as two runs, the two adjacent
+ * pages merged, in four linked requests: for the run made private, the
+ * private memfd's fallocate(), the shared memfd's punch and the
+ * madvise(); for the other, a punch.  The guest checks the result.
+ */
+TEST_F_TIMEOUT(privmem, batch_io_uring, 900)
+{
+	struct qemu *q = &self->q;
+	static const char *const trace[] = {
+		"-trace", "kvm_private_mem_batch_*", NULL
+	};
+	struct qemu_opts o = {
+		.append = "convert", .pm_extra = ",batch-io-uring=on",
+		.extra = trace
+	};
+	const char *line;
+	struct cmd c;
+	char *err;
+
+	base_cmd(_metadata, q, &c, &o);
+	qemu_start(_metadata, q, &c);
+	line = wait_for_line(q, "holding, send a byte", BOOT_TIMEOUT);
+	ASSERT_NE(NULL, line) {
+		TH_LOG("the guest did not get to its hold within %d s (%s)",
+		       BOOT_TIMEOUT, qemu_state(q));
+	}
+	ASSERT_EQ(1, write(q->in_fd, "g", 1));
+	line = wait_for_line(q, "privmem-guest: done", BOOT_TIMEOUT);
+	ASSERT_NE(NULL, line) {
+		TH_LOG("the guest did not finish within %d s (%s)",
+		       BOOT_TIMEOUT, qemu_state(q));
+	}
+	expect_guest_passed(_metadata, q);
+	err = qemu_stderr(q);
+	ASSERT_NE(NULL, err);
+	line = strstr(err, "kvm_private_mem_batch_submit ");
+	EXPECT_NE(NULL, line) {
+		TH_LOG("QEMU traced no io_uring submission of a batch");
+	}
+	if (line) {
+		diag("  qemu: %.*s\n", (int)strcspn(line, "\n"), line);
+		EXPECT_EQ(0, strncmp(strstr(line, "from entry"),
+				     "from entry 0: 2 runs in 4 linked requests, 2 runs done",
+				     strlen("from entry 0: 2 runs in 4 linked requests, 2 runs done"))) {
+			TH_LOG("the submission is not the batch's two runs, all done");
+		}
+	}
+	EXPECT_EQ(NULL, strstr(err, "kvm_private_mem_batch_entry ")) {
+		TH_LOG("QEMU carried out an entry one at a time");
+	}
+	free(err);
 }
 
 TEST_F_TIMEOUT(privmem, private_mmio_stops_the_vm, 400)
