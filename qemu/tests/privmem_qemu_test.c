@@ -1362,6 +1362,29 @@ static void expect_guest_passed(struct __test_metadata *_metadata,
 	}
 }
 
+/* Waits for the convert guest to hold after its tests, before test 11's check. */
+static void wait_for_hold(struct __test_metadata *_metadata, struct qemu *q)
+{
+	ASSERT_NE(NULL, wait_for_line(q, "holding, send a byte",
+				      BOOT_TIMEOUT)) {
+		TH_LOG("the guest did not get to its hold within %d s (%s)",
+		       BOOT_TIMEOUT, qemu_state(q));
+	}
+}
+
+/* Lets the held convert guest go on, to its end with every test passed. */
+static void release_to_the_end(struct __test_metadata *_metadata,
+			       struct qemu *q)
+{
+	ASSERT_EQ(1, write(q->in_fd, "g", 1));
+	ASSERT_NE(NULL, wait_for_line(q, "privmem-guest: done",
+				      BOOT_TIMEOUT)) {
+		TH_LOG("the guest did not finish within %d s (%s)",
+		       BOOT_TIMEOUT, qemu_state(q));
+	}
+	expect_guest_passed(_metadata, q);
+}
+
 /* ---- the tests -------------------------------------------------------- */
 
 FIXTURE(privmem) {
@@ -1516,11 +1539,7 @@ TEST_F_TIMEOUT(privmem, conversions_secret_and_refusals, 900)
 
 	base_cmd(_metadata, q, &c, &o);
 	qemu_start(_metadata, q, &c);
-	line = wait_for_line(q, "holding, send a byte", BOOT_TIMEOUT);
-	ASSERT_NE(NULL, line) {
-		TH_LOG("the guest did not get to its hold within %d s (%s)",
-		       BOOT_TIMEOUT, qemu_state(q));
-	}
+	wait_for_hold(_metadata, q);
 	ASSERT_EQ(NULL, find_line(q, "secret not stored")) {
 		TH_LOG("the guest could not store its secret");
 	}
@@ -1715,13 +1734,7 @@ TEST_F_TIMEOUT(privmem, conversions_secret_and_refusals, 900)
 	hmp_expect(_metadata, q, "info status", "running", buf, sizeof(buf));
 
 	/* Let the guest go on: its secret must be intact. */
-	ASSERT_EQ(1, write(q->in_fd, "g", 1));
-	line = wait_for_line(q, "privmem-guest: done", BOOT_TIMEOUT);
-	ASSERT_NE(NULL, line) {
-		TH_LOG("the guest did not finish within %d s (%s)",
-		       BOOT_TIMEOUT, qemu_state(q));
-	}
-	expect_guest_passed(_metadata, q);
+	release_to_the_end(_metadata, q);
 
 	/* Every private page the guest left came through QEMU. */
 	count_conversions(q, conv);
@@ -1751,40 +1764,30 @@ TEST_F_TIMEOUT(privmem, batch_io_uring, 900)
 		.append = "convert", .pm_extra = ",batch-io-uring=on",
 		.extra = trace
 	};
-	const char *line;
+	static const char want[] =
+		" from entry 0: 2 runs in 4 linked requests, 2 runs done";
+	char *err, *line;
 	struct cmd c;
-	char *err;
 
 	base_cmd(_metadata, q, &c, &o);
 	qemu_start(_metadata, q, &c);
-	line = wait_for_line(q, "holding, send a byte", BOOT_TIMEOUT);
-	ASSERT_NE(NULL, line) {
-		TH_LOG("the guest did not get to its hold within %d s (%s)",
-		       BOOT_TIMEOUT, qemu_state(q));
-	}
-	ASSERT_EQ(1, write(q->in_fd, "g", 1));
-	line = wait_for_line(q, "privmem-guest: done", BOOT_TIMEOUT);
-	ASSERT_NE(NULL, line) {
-		TH_LOG("the guest did not finish within %d s (%s)",
-		       BOOT_TIMEOUT, qemu_state(q));
-	}
-	expect_guest_passed(_metadata, q);
+	wait_for_hold(_metadata, q);
+	release_to_the_end(_metadata, q);
 	err = qemu_stderr(q);
 	ASSERT_NE(NULL, err);
+	EXPECT_EQ(NULL, strstr(err, "kvm_private_mem_batch_entry ")) {
+		TH_LOG("QEMU carried out an entry one at a time");
+	}
 	line = strstr(err, "kvm_private_mem_batch_submit ");
 	EXPECT_NE(NULL, line) {
 		TH_LOG("QEMU traced no io_uring submission of a batch");
 	}
 	if (line) {
-		diag("  qemu: %.*s\n", (int)strcspn(line, "\n"), line);
-		EXPECT_EQ(0, strncmp(strstr(line, "from entry"),
-				     "from entry 0: 2 runs in 4 linked requests, 2 runs done",
-				     strlen("from entry 0: 2 runs in 4 linked requests, 2 runs done"))) {
+		line[strcspn(line, "\n")] = '\0';
+		diag("  qemu: %s\n", line);
+		EXPECT_NE(NULL, strstr(line, want)) {
 			TH_LOG("the submission is not the batch's two runs, all done");
 		}
-	}
-	EXPECT_EQ(NULL, strstr(err, "kvm_private_mem_batch_entry ")) {
-		TH_LOG("QEMU carried out an entry one at a time");
 	}
 	free(err);
 }
