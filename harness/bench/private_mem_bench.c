@@ -25,6 +25,13 @@
  * huge pages (KVM maps a memslot huge only where the shared memory's
  * address is 2 MiB-congruent to the gfn).
  *
+ * With -B it runs the batch workload instead: the guest converts
+ * scattered 4 KiB pages, then scattered 2 MiB ranges, to private in up to
+ * three ways, (a) one KVM_HC_MAP_GPA_RANGE per range, as upstream does,
+ * (b) KVM_HC_MAP_GPA_BATCH lists that the VMM applies one entry at a time
+ * and (c) the same lists applied with one io_uring submission each.  The
+ * anchor has no batches and runs (a) only.
+ *
  * Time is CLOCK_MONOTONIC of the host, taken when the guest reports the
  * start of a phase (GUEST_SYNC) and at the start of the next one.  Under
  * QEMU's -icount (or Bochs with clock sync=none) it counts instructions,
@@ -32,6 +39,7 @@
  *
  * Output, one line per phase, for the harness to tabulate:
  *   bench: <kernel> <phase> <value> <unit> <counter>=<delta>...
+ *   bench: <kernel> batch <way>-<4k|2m> <value> page <counter>=<delta>...
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -50,7 +58,32 @@
 
 #ifdef KVM_CAP_GUEST_MEMFD
 #define BENCH_KERNEL	"guest_memfd"
+/*
+ * The anchor has no batches; its guest code still names the hypercall and
+ * the list, so that both builds' guest code is the same instructions.
+ */
+#define KVM_HC_MAP_GPA_BATCH		0x1000
+#define KVM_MAP_GPA_BATCH_MAX_ENTRIES	255
+#define KVM_MAP_GPA_BATCH_OP_PRIVATE	1
+#define KVM_MAP_GPA_BATCH_PAGE_4K	0
+#define KVM_MAP_GPA_BATCH_PAGE_2M	1
+
+struct kvm_map_gpa_batch_entry {
+	__u64 gfn;
+	__u8 op;
+	__u8 page_size;
+	__u16 status;
+	__u32 reserved;
+};
+
+struct kvm_map_gpa_batch {
+	__u16 cur_entry;
+	__u16 end_entry;
+	__u32 reserved;
+	struct kvm_map_gpa_batch_entry entries[];
+};
 #else
+#include <liburing.h>
 #include "private_mem.h"
 #define BENCH_KERNEL	"privmem"
 #endif
@@ -66,10 +99,12 @@ static const char *kernel_name = BENCH_KERNEL;
 
 /*
  * The phases, in the order the guest reports them.  PH_FAILED reports a
- * refused hypercall instead (GUEST_ASSERT differs between the two
- * libraries, GUEST_SYNC does not).
+ * refused hypercall instead, PH_BATCH_FAILED a batch not done whole
+ * (GUEST_ASSERT differs between the two libraries, GUEST_SYNC does not).
  */
-enum { PH_A, PH_B, PH_C, PH_D, PH_E, PH_F, PH_G, PH_H, PH_END, PH_FAILED };
+enum { PH_A, PH_B, PH_C, PH_D, PH_E, PH_F, PH_G, PH_H, PH_END };
+#define PH_FAILED	0xff
+#define PH_BATCH_FAILED	0xfe
 
 /* What each phase's figure is per. */
 static const char *const phase_unit[] = {
@@ -78,6 +113,16 @@ static const char *const phase_unit[] = {
 	[PH_H] = "page",
 };
 
+/*
+ * The batch workload's phases: for each way, an untimed phase that makes
+ * everything shared again and touches the pages to convert, then the
+ * timed conversion, first of 4 KiB pages, then of 2 MiB ranges.
+ */
+enum { WAY_RANGE, WAY_SYNC, WAY_URING, NR_WAYS };
+#define BP_PHASE(way, blocks, timed)	(4 * (way) + 2 * (blocks) + (timed))
+#define BP_END		BP_PHASE(NR_WAYS, 0, 0)
+#define PAGES_2M	512ULL
+
 /* The workload, synced to the guest before it runs. */
 static uint64_t npages = 4096;
 static uint64_t trips = 512;
@@ -85,24 +130,34 @@ static uint64_t scattered = 512;
 static bool use_vmmcall;
 static bool implicit_conversions;
 static bool huge;	/* -H: privmem's private memory in 2 MiB folios */
+static bool batch;	/* -B: the batch workload */
+static uint64_t ranges = 16;	/* -r: 2 MiB ranges of the batch workload */
+static uint64_t nr_ways = NR_WAYS;	/* the anchor: WAY_RANGE only */
+static struct kvm_map_gpa_batch *list_gva;	/* a page of shared memory */
+static uint64_t list_gpa;
 
 /* The guest's own hypercall, so both builds run the same instructions. */
-static uint64_t guest_map_range(uint64_t page, uint64_t count, bool private)
+static uint64_t guest_hypercall(uint64_t nr, uint64_t a0, uint64_t a1,
+				uint64_t a2)
 {
-	uint64_t ret, attrs = private ? KVM_MAP_GPA_RANGE_ENCRYPTED :
-					KVM_MAP_GPA_RANGE_DECRYPTED;
+	uint64_t ret;
 
 	if (use_vmmcall)
 		asm volatile("vmmcall" : "=a"(ret)
-			     : "a"(KVM_HC_MAP_GPA_RANGE), "b"(DATA_GPA + page * PAGE),
-			       "c"(count), "d"(attrs)
+			     : "a"(nr), "b"(a0), "c"(a1), "d"(a2), "S"(0ULL)
 			     : "memory");
 	else
 		asm volatile("vmcall" : "=a"(ret)
-			     : "a"(KVM_HC_MAP_GPA_RANGE), "b"(DATA_GPA + page * PAGE),
-			       "c"(count), "d"(attrs)
+			     : "a"(nr), "b"(a0), "c"(a1), "d"(a2), "S"(0ULL)
 			     : "memory");
 	return ret;
+}
+
+static uint64_t guest_map_range(uint64_t page, uint64_t count, bool private)
+{
+	return guest_hypercall(KVM_HC_MAP_GPA_RANGE, DATA_GPA + page * PAGE,
+			       count, private ? KVM_MAP_GPA_RANGE_ENCRYPTED :
+						KVM_MAP_GPA_RANGE_DECRYPTED);
 }
 
 static void guest_convert(uint64_t page, uint64_t count, bool private)
@@ -120,13 +175,91 @@ static void guest_touch(uint64_t page, bool private)
 	WRITE_ONCE(*(uint64_t *)gva, page);
 }
 
-/* A page for the i-th scattered operation: a bijection of [0, npages). */
-static uint64_t scatter(uint64_t i)
+/* The i-th of @n places, @n a power of two: a bijection of [0, n). */
+static uint64_t scatter_in(uint64_t i, uint64_t n)
 {
-	return (i * 2654435761ULL + 977) & (npages - 1);
+	return (i * 2654435761ULL + 977) & (n - 1);
 }
 
-static void guest_code(void)
+/* A page for the i-th scattered operation. */
+static uint64_t scatter(uint64_t i)
+{
+	return scatter_in(i, npages);
+}
+
+/*
+ * The first page of the i-th unit that the batch workload converts: a
+ * scattered page, or with @blocks a scattered 2 MiB range.
+ */
+static uint64_t batch_unit(uint64_t i, bool blocks)
+{
+	return blocks ? scatter_in(i, npages / PAGES_2M) * PAGES_2M : scatter(i);
+}
+
+/*
+ * Units @first to @first + @count - 1 to private with one
+ * KVM_HC_MAP_GPA_BATCH list, which the host must do whole.
+ */
+static void guest_map_batch(uint64_t first, uint64_t count, bool blocks)
+{
+	struct kvm_map_gpa_batch *list = list_gva;
+	uint64_t i, ret;
+
+	for (i = 0; i < count; i++)
+		list->entries[i] = (struct kvm_map_gpa_batch_entry){
+			.gfn = DATA_GPA / PAGE + batch_unit(first + i, blocks),
+			.op = KVM_MAP_GPA_BATCH_OP_PRIVATE,
+			.page_size = blocks ? KVM_MAP_GPA_BATCH_PAGE_2M :
+					      KVM_MAP_GPA_BATCH_PAGE_4K,
+			.status = 0xffff,
+		};
+	WRITE_ONCE(list->cur_entry, 0);
+	WRITE_ONCE(list->end_entry, count - 1);
+	ret = guest_hypercall(KVM_HC_MAP_GPA_BATCH, list_gpa, 0, 0);
+	if (ret || READ_ONCE(list->cur_entry) != count)
+		GUEST_SYNC_ARGS(PH_BATCH_FAILED, first, count, list->cur_entry,
+				ret);
+	for (i = 0; i < count; i++)
+		if (READ_ONCE(list->entries[i].status))
+			GUEST_SYNC_ARGS(PH_BATCH_FAILED, first, count, i,
+					list->entries[i].status);
+}
+
+/* The batch workload: each way converts the same units to private. */
+static void guest_batch_code(void)
+{
+	uint64_t way, blocks, i, n, pages, count;
+
+	for (way = 0; way < nr_ways; way++) {
+		for (blocks = 0; blocks < 2; blocks++) {
+			n = blocks ? ranges : scattered;
+			pages = blocks ? PAGES_2M : 1;
+
+			GUEST_SYNC(BP_PHASE(way, blocks, 0));
+			guest_convert(0, npages, false);
+			for (i = 0; i < n * pages; i++)
+				guest_touch(batch_unit(i / pages, blocks) +
+					    i % pages, false);
+
+			GUEST_SYNC(BP_PHASE(way, blocks, 1));
+			for (i = 0; i < n; i += count) {
+				if (way == WAY_RANGE) {
+					count = 1;
+					guest_convert(batch_unit(i, blocks),
+						      pages, true);
+				} else {
+					count = min_t(uint64_t, n - i,
+						      KVM_MAP_GPA_BATCH_MAX_ENTRIES);
+					guest_map_batch(i, count, blocks);
+				}
+			}
+		}
+	}
+	GUEST_SYNC(BP_END);
+	GUEST_DONE();
+}
+
+static void guest_phases(void)
 {
 	uint64_t i;
 
@@ -171,11 +304,20 @@ static void guest_code(void)
 	GUEST_DONE();
 }
 
+static void guest_code(void)
+{
+	if (batch)
+		guest_batch_code();
+	else
+		guest_phases();
+}
+
 /* The counters a reader needs to see that both kernels did the same work. */
 static const char *const counter_names[] = {
 	"exits", "hypercalls", "pf_taken", "pf_fixed", "pages_4k", "pages_2m",
 	"private_mem_faults", "private_mem_faults_2m",
 	"private_mem_shared_faults", "private_mem_zapped_pages",
+	"tlb_flush",
 };
 
 #define NR_COUNTERS	ARRAY_SIZE(counter_names)
@@ -243,6 +385,12 @@ struct bench {
 	struct stats_fd vm_stats, vcpu_stats;
 	/* VMM time inside conversions during the current phase, in ns */
 	uint64_t ns_attributes, ns_fallocate, ns_madvise;
+	/* conversion exits, the system calls and the VMM time they cost */
+	uint64_t vmm_exits, syscalls, ns_vmm;
+#ifndef KVM_CAP_GUEST_MEMFD
+	struct private_region r;
+	struct io_uring ring;	/* for the batches of WAY_URING */
+#endif
 };
 
 static uint64_t now_ns(void)
@@ -259,6 +407,36 @@ static bool host_cpu_amd(void)
 
 	cpuid(0, &eax, &ebx, &ecx, &edx);
 	return ebx == 0x68747541 && ecx == 0x444d4163 && edx == 0x69746e65;
+}
+
+/*
+ * The VMM's half of a conversion, the same policy on both kernels.  With
+ * -l (lazy, the anchor only), a conversion to private allocates nothing
+ * and leaves it to the first private fault, as upstream QEMU does with
+ * guest_memfd.
+ */
+static void convert(struct bench *b, uint64_t gpa, uint64_t size, bool private)
+{
+	uint64_t off = gpa - DATA_GPA, t;
+	int mode = FALLOC_FL_KEEP_SIZE | (private ? 0 : FALLOC_FL_PUNCH_HOLE);
+
+	TEST_ASSERT(gpa >= DATA_GPA && off + size <= npages * PAGE,
+		    "conversion of [0x%lx, +0x%lx) outside the benchmark's memory",
+		    gpa, size);
+	if (!private || !b->lazy) {
+		t = now_ns();
+		TEST_ASSERT(!fallocate(b->fd, mode, off, size),
+			    "fallocate(mode 0x%x, 0x%lx, 0x%lx) failed", mode, off, size);
+		b->ns_fallocate += now_ns() - t;
+		b->syscalls++;
+	}
+	if (!private)
+		return;
+	t = now_ns();
+	TEST_ASSERT(!madvise(b->hva + off, size, MADV_DONTNEED),
+		    "madvise(MADV_DONTNEED) failed");
+	b->ns_madvise += now_ns() - t;
+	b->syscalls++;
 }
 
 #ifdef KVM_CAP_GUEST_MEMFD
@@ -281,6 +459,7 @@ static void bench_create(struct bench *b)
 	virt_map(b->vm, PRIVATE_GVA, DATA_GPA, npages);
 	b->hva = addr_gpa2hva(b->vm, DATA_GPA);
 	implicit_conversions = false;
+	nr_ways = WAY_RANGE + 1;
 }
 
 static void set_attributes(struct bench *b, uint64_t gpa, uint64_t size,
@@ -291,13 +470,15 @@ static void set_attributes(struct bench *b, uint64_t gpa, uint64_t size,
 	vm_set_memory_attributes(b->vm, gpa, size,
 				 private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0);
 	b->ns_attributes += now_ns() - t;
+	b->syscalls++;
 }
 
-/* A conversion request: true and the range if the exit is one. */
-static bool conversion_exit(struct bench *b, uint64_t *gpa, uint64_t *size,
-			    bool *private)
+/* A conversion request: carry it out and return true, if the exit is one. */
+static bool conversion_exit(struct bench *b)
 {
 	struct kvm_run *run = b->vcpu->run;
+	uint64_t gpa, size;
+	bool private;
 
 	TEST_ASSERT(run->exit_reason != KVM_EXIT_MEMORY_FAULT,
 		    "unexpected memory fault exit at 0x%llx",
@@ -306,94 +487,94 @@ static bool conversion_exit(struct bench *b, uint64_t *gpa, uint64_t *size,
 		return false;
 	TEST_ASSERT(run->hypercall.nr == KVM_HC_MAP_GPA_RANGE,
 		    "unexpected hypercall %llu", run->hypercall.nr);
-	*gpa = run->hypercall.args[0];
-	*size = run->hypercall.args[1] * PAGE;
-	*private = run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED;
+	gpa = run->hypercall.args[0];
+	size = run->hypercall.args[1] * PAGE;
+	private = run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED;
 	run->hypercall.ret = 0;
-	set_attributes(b, *gpa, *size, *private);
+	set_attributes(b, gpa, size, private);
+	convert(b, gpa, size, private);
 	return true;
 }
 #else
 static void bench_create(struct bench *b)
 {
-	struct private_region r;
+	struct private_region *r = &b->r;
 
 	b->vm = vm_create_private(1, guest_code, &b->vcpu);
 	if (huge)
-		private_region_add_memfd(&r, b->vm, VM_MEM_SRC_ANONYMOUS_THP,
+		private_region_add_memfd(r, b->vm, VM_MEM_SRC_ANONYMOUS_THP,
 					 SLOT, DATA_GPA, npages,
 					 __private_memfd_create(npages * PAGE,
 								MFD_INACCESSIBLE_HUGE),
 					 0);
 	else
-		private_region_add(&r, b->vm, SLOT, DATA_GPA, npages);
-	private_region_map(&r, SHARED_GVA, PRIVATE_GVA);
-	b->fd = r.memfd;
-	b->hva = r.hva;
+		private_region_add(r, b->vm, SLOT, DATA_GPA, npages);
+	private_region_map(r, SHARED_GVA, PRIVATE_GVA);
+	b->fd = r->memfd;
+	b->hva = r->hva;
 	implicit_conversions = true;
+	if (batch) {
+		vm_enable_cap(b->vm, KVM_CAP_MAP_GPA_BATCH, 0);
+		batch_ring_init(&b->ring);
+	}
 }
 
-static bool conversion_exit(struct bench *b, uint64_t *gpa, uint64_t *size,
-			    bool *private)
+/*
+ * A KVM_HC_MAP_GPA_BATCH exit: (b) applies the list one entry at a time,
+ * (c) with one io_uring submission.  The guest checks that all was done.
+ */
+static void batch_exit(struct bench *b)
+{
+	struct kvm_run *run = b->vcpu->run;
+	int way = b->phase / 4;
+	struct batch_stats st = {};
+
+	TEST_ASSERT(batch && b->phase % 2 && way != WAY_RANGE,
+		    "a batch of %llu entries in phase %d", run->memory.size,
+		    b->phase);
+	private_region_apply_batch(&b->r, addr_gpa2hva(b->vm, run->memory.gpa),
+				   way == WAY_URING ? &b->ring : NULL, &st);
+	b->syscalls += st.syscalls;
+}
+
+static bool conversion_exit(struct bench *b)
 {
 	struct kvm_run *run = b->vcpu->run;
 
 	if (run->exit_reason != KVM_EXIT_MEMORY_ERROR)
 		return false;
 	TEST_ASSERT(!(run->memory.flags & ~(KVM_MEMORY_EXIT_FLAG_PRIVATE |
-					    KVM_MEMORY_EXIT_FLAG_EXPLICIT)),
+					    KVM_MEMORY_EXIT_FLAG_EXPLICIT |
+					    KVM_MEMORY_EXIT_FLAG_BATCH)),
 		    "unknown memory error flags 0x%llx", run->memory.flags);
+	if (run->memory.flags & KVM_MEMORY_EXIT_FLAG_BATCH) {
+		batch_exit(b);
+		return true;
+	}
 	/* Only phase G converts by access, one page at a time. */
 	TEST_ASSERT(run->memory.flags & KVM_MEMORY_EXIT_FLAG_EXPLICIT ||
-		    (b->phase == PH_G && run->memory.size == PAGE),
-		    "implicit conversion of [0x%llx, +0x%llx) in phase %c",
-		    run->memory.gpa, run->memory.size, 'A' + b->phase);
-	*gpa = run->memory.gpa;
-	*size = run->memory.size;
-	*private = run->memory.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE;
+		    (!batch && b->phase == PH_G && run->memory.size == PAGE),
+		    "implicit conversion of [0x%llx, +0x%llx) in phase %d",
+		    run->memory.gpa, run->memory.size, b->phase);
+	convert(b, run->memory.gpa, run->memory.size,
+		run->memory.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE);
 	return true;
 }
 #endif
 
-/*
- * The VMM's half of a conversion, the same policy on both kernels.  With
- * -l (lazy, the anchor only), a conversion to private allocates nothing
- * and leaves it to the first private fault, as upstream QEMU does with
- * guest_memfd.
- */
-static void convert(struct bench *b, uint64_t gpa, uint64_t size, bool private)
-{
-	uint64_t off = gpa - DATA_GPA, t;
-	int mode = FALLOC_FL_KEEP_SIZE | (private ? 0 : FALLOC_FL_PUNCH_HOLE);
-
-	TEST_ASSERT(gpa >= DATA_GPA && off + size <= npages * PAGE,
-		    "conversion of [0x%lx, +0x%lx) outside the benchmark's memory",
-		    gpa, size);
-	if (!private || !b->lazy) {
-		t = now_ns();
-		TEST_ASSERT(!fallocate(b->fd, mode, off, size),
-			    "fallocate(mode 0x%x, 0x%lx, 0x%lx) failed", mode, off, size);
-		b->ns_fallocate += now_ns() - t;
-	}
-	if (!private)
-		return;
-	t = now_ns();
-	TEST_ASSERT(!madvise(b->hva + off, size, MADV_DONTNEED),
-		    "madvise(MADV_DONTNEED) failed");
-	b->ns_madvise += now_ns() - t;
-}
-
 /* Run the guest, converting what it asks for, to its next GUEST_SYNC. */
 static int run_to_sync(struct bench *b)
 {
-	uint64_t gpa, size;
 	struct ucall uc;
-	bool private;
+	uint64_t t;
 
 	for (;;) {
 		vcpu_run(b->vcpu);
-		if (conversion_exit(b, &gpa, &size, &private)) {
-			convert(b, gpa, size, private);
+		t = now_ns();
+		if (conversion_exit(b)) {
+			b->ns_vmm += now_ns() - t;
+			b->vmm_exits++;
+			b->syscalls++;	/* the KVM_RUN that returned it */
 			continue;
 		}
 		switch (get_ucall(b->vcpu, &uc)) {
@@ -402,6 +583,9 @@ static int run_to_sync(struct bench *b)
 				    "the guest's conversion of %lu pages at page %lu to %s returned %ld",
 				    uc.args[3], uc.args[2],
 				    uc.args[4] ? "private" : "shared", uc.args[5]);
+			TEST_ASSERT(uc.args[1] != PH_BATCH_FAILED,
+				    "the guest's batch of %lu units from unit %lu stopped at entry %lu: %ld",
+				    uc.args[3], uc.args[2], uc.args[4], uc.args[5]);
 			return uc.args[1];
 		case UCALL_ABORT:
 			REPORT_GUEST_ASSERT(uc);
@@ -475,13 +659,11 @@ static uint64_t shared_pages_held(struct bench *b)
 	return held;
 }
 
-static void print_phase(int phase, double value, const int64_t before[],
-			const int64_t after[])
+/* The rest of a figure's line: the counters' deltas over its phase. */
+static void print_counters(const int64_t before[], const int64_t after[])
 {
 	uint32_t j;
 
-	printf("bench: %s %c %.0f %s", kernel_name, 'A' + phase, value,
-	       phase_unit[phase]);
 	for (j = 0; j < NR_COUNTERS; j++) {
 		if (after[j] < 0)
 			printf(" %s=-", counter_names[j]);
@@ -492,6 +674,61 @@ static void print_phase(int phase, double value, const int64_t before[],
 			printf(" %s=%ld", counter_names[j], after[j] - before[j]);
 	}
 	printf("\n");
+}
+
+static void print_phase(int phase, double value, const int64_t before[],
+			const int64_t after[])
+{
+	printf("bench: %s %c %.0f %s", kernel_name, 'A' + phase, value,
+	       phase_unit[phase]);
+	print_counters(before, after);
+}
+
+/* TLB shootdown IPIs so far, on all CPUs (/proc/interrupts), or -1. */
+static int64_t tlb_shootdowns(void)
+{
+	FILE *f = fopen("/proc/interrupts", "r");
+	char line[4096], *p, *end;
+	int64_t n = -1;
+
+	TEST_ASSERT(f, "cannot open /proc/interrupts");
+	while (fgets(line, sizeof(line), f)) {
+		p = line + strspn(line, " ");
+		if (strncmp(p, "TLB:", 4))
+			continue;
+		for (n = 0, p += 4;; p = end) {
+			long v = strtol(p, &end, 10);
+
+			if (end == p)
+				break;
+			n += v;
+		}
+	}
+	fclose(f);
+	return n;
+}
+
+/*
+ * The line of a timed phase of the batch workload: its time per page, and
+ * what its conversions cost the VMM.
+ */
+static void report_batch_phase(struct bench *b, int phase, uint64_t ns,
+			       const int64_t before[], const int64_t after[],
+			       int64_t shootdowns)
+{
+	bool blocks = phase / 2 % 2;
+	uint64_t pages = blocks ? ranges * PAGES_2M : scattered;
+	int64_t now = tlb_shootdowns();
+
+	printf("bench: %s batch %c-%s %.0f page pages=%lu vmm_ns=%.0f vmm_exits=%lu syscalls=%lu",
+	       kernel_name, 'a' + phase / 4, blocks ? "2m" : "4k",
+	       (double)ns / pages, pages, (double)b->ns_vmm / pages,
+	       b->vmm_exits, b->syscalls);
+	if (now < 0)
+		printf(" tlb_shootdowns=-");
+	else
+		printf(" tlb_shootdowns=%ld", now - shootdowns);
+	print_counters(before, after);
 }
 
 static uint64_t phase_count(int phase)
@@ -540,11 +777,14 @@ static void report_phase(struct bench *b, int phase, uint64_t ns,
 static void help(const char *prog)
 {
 	fprintf(stderr, "usage: %s [-n pages] [-t trips] [-s scattered] [-l] [-H]\n"
+		"       %s -B [-s scattered] [-r ranges] [-H]\n"
 		"  pages: a power of two, at least 2 * scattered and trips;\n"
 		"  trips and scattered: at least 1;\n"
 		"  -l (guest_memfd only): no fallocate() on conversions to private\n"
-		"  -H (privmem only): private memory in 2 MiB folios\n",
-		prog);
+		"  -H (privmem only): private memory in 2 MiB folios\n"
+		"  -B: the batch workload, over 2 * ranges * 512 pages;\n"
+		"  ranges: a power of two; scattered: at most 2 * ranges * 512\n",
+		prog, prog);
 	exit(KSFT_FAIL);
 }
 
@@ -553,11 +793,18 @@ int main(int argc, char *argv[])
 	int64_t before[NR_COUNTERS], after[NR_COUNTERS];
 	uint64_t start = 0, end, unevictable_kb;
 	struct bench b = { .phase = -1 };
-	int opt, phase = -1, next;
+	int opt, phase = -1, next, last;
+	int64_t shootdowns = 0;
 	struct ucall uc;
 
-	while ((opt = getopt(argc, argv, "n:t:s:lH")) != -1) {
+	while ((opt = getopt(argc, argv, "n:t:s:r:lHB")) != -1) {
 		switch (opt) {
+		case 'B':
+			batch = true;
+			break;
+		case 'r':
+			ranges = strtoull(optarg, NULL, 0);
+			break;
 		case 'H':
 #ifdef KVM_CAP_GUEST_MEMFD
 			/* The anchor maps private memory 4 KiB at a time. */
@@ -591,9 +838,16 @@ int main(int argc, char *argv[])
 			help(argv[0]);
 		}
 	}
-	if (!npages || npages & (npages - 1) || !trips || !scattered ||
-	    2 * scattered > npages || trips > npages)
+	if (batch) {
+		if (!ranges || ranges & (ranges - 1) || ranges > 1024)
+			help(argv[0]);
+		npages = 2 * ranges * PAGES_2M;
+		if (!scattered || scattered > npages)
+			help(argv[0]);
+	} else if (!npages || npages & (npages - 1) || !trips || !scattered ||
+		   2 * scattered > npages || trips > npages) {
 		help(argv[0]);
+	}
 
 	unevictable_kb = meminfo_kb("Unevictable");
 	use_vmmcall = host_cpu_amd();
@@ -603,30 +857,53 @@ int main(int argc, char *argv[])
 	sync_global_to_guest(b.vm, scattered);
 	sync_global_to_guest(b.vm, use_vmmcall);
 	sync_global_to_guest(b.vm, implicit_conversions);
+	list_gva = (void *)vm_vaddr_alloc_page(b.vm);
+	list_gpa = addr_gva2gpa(b.vm, (vm_vaddr_t)list_gva);
+	sync_global_to_guest(b.vm, batch);
+	sync_global_to_guest(b.vm, ranges);
+	sync_global_to_guest(b.vm, nr_ways);
+	sync_global_to_guest(b.vm, list_gva);
+	sync_global_to_guest(b.vm, list_gpa);
 	stats_open(&b.vm_stats, b.vm->fd);
 	stats_open(&b.vcpu_stats, b.vcpu->fd);
 
-	printf("bench: %s workload pages=%lu trips=%lu scattered=%lu hypercall=%s\n",
-	       kernel_name, npages, trips, scattered,
-	       use_vmmcall ? "vmmcall" : "vmcall");
+	if (batch)
+		printf("bench: %s batch workload pages=%lu scattered=%lu ranges=%lu hypercall=%s\n",
+		       kernel_name, npages, scattered, ranges, use_vmmcall ? "vmmcall" : "vmcall");
+	else
+		printf("bench: %s workload pages=%lu trips=%lu scattered=%lu hypercall=%s\n",
+		       kernel_name, npages, trips, scattered,
+		       use_vmmcall ? "vmmcall" : "vmcall");
+	last = batch ? BP_END : PH_END;
 	for (;;) {
 		next = run_to_sync(&b);
 		end = now_ns();
 		if (phase >= 0) {
 			counters(&b, after);
-			report_phase(&b, phase, end - start, before, after,
-				     unevictable_kb);
+			if (!batch)
+				report_phase(&b, phase, end - start, before,
+					     after, unevictable_kb);
+			else if (phase % 2)
+				report_batch_phase(&b, phase, end - start,
+						   before, after, shootdowns);
 		}
-		TEST_ASSERT(next == phase + 1, "guest reported phase %d after %d",
-			    next, phase);
-		if (next == PH_END)
+		/* The anchor's batch workload ends after its one way. */
+		TEST_ASSERT(next == phase + 1 ||
+			    (batch && next == last &&
+			     phase + 1 == BP_PHASE(nr_ways, 0, 0)),
+			    "guest reported phase %d after %d", next, phase);
+		if (next == last)
 			break;
 		phase = next;
 		b.phase = phase;
 		counters(&b, before);
+		shootdowns = tlb_shootdowns();
 		b.ns_attributes = 0;
 		b.ns_fallocate = 0;
 		b.ns_madvise = 0;
+		b.vmm_exits = 0;
+		b.syscalls = 0;
+		b.ns_vmm = 0;
 		fflush(stdout);
 		start = now_ns();
 	}
@@ -636,6 +913,10 @@ int main(int argc, char *argv[])
 	close(b.vm_stats.fd);
 	close(b.vcpu_stats.fd);
 	kvm_vm_free(b.vm);
-	printf("bench: %s done\n", kernel_name);
+#ifndef KVM_CAP_GUEST_MEMFD
+	if (batch)
+		io_uring_queue_exit(&b.ring);
+#endif
+	printf("bench: %s %sdone\n", kernel_name, batch ? "batch " : "");
 	return 0;
 }

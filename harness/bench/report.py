@@ -36,13 +36,22 @@ LANES = {
 }
 COUNTERS = ("exits", "hypercalls", "pf_taken", "pf_fixed", "pages_4k",
             "pages_2m", "private_mem_faults", "private_mem_faults_2m",
-            "private_mem_shared_faults", "private_mem_zapped_pages")
+            "private_mem_shared_faults", "private_mem_zapped_pages",
+            "tlb_flush")
+BATCH_WAYS = {
+    "a": "one KVM_HC_MAP_GPA_RANGE per range (upstream)",
+    "b": "KVM_HC_MAP_GPA_BATCH, applied entry by entry",
+    "c": "KVM_HC_MAP_GPA_BATCH, one io_uring submission",
+}
+BATCH_SIZES = {"4k": "scattered 4 KiB pages", "2m": "scattered 2 MiB ranges"}
+BATCH_KERNELS = ("guest_memfd", "privmem")
 LINE = re.compile(r"bench: (guest_memfd_lazy|guest_memfd|privmem_huge|privmem) (.*)$")
 
 
 def parse_run(path):
     """The phases, splits and workload of one boot's serial log."""
-    run = {"phases": {}, "split": {}, "workload": None, "done": False, "clock": "?"}
+    run = {"phases": {}, "split": {}, "workload": None, "done": False, "clock": "?",
+           "batch": {}, "batch_workload": None, "batch_done": False}
     with open(path, errors="replace") as f:
         for raw in f:
             m = re.match(r"privmem: bench clocksource (\S+)", raw)
@@ -52,7 +61,9 @@ def parse_run(path):
             if not m:
                 continue
             words = m.group(2).split()
-            if words[0] == "workload":
+            if words[0] == "batch" and len(words) >= 2:
+                parse_batch(run, words[1:])
+            elif words[0] == "workload":
                 run["workload"] = " ".join(words[1:])
             elif words[0] == "done":
                 run["done"] = True
@@ -63,6 +74,17 @@ def parse_run(path):
                 counters = dict(w.split("=") for w in words[3:] if "=" in w)
                 run["phases"][words[0]] = (value, words[2], counters)
     return run if run["done"] else None
+
+
+def parse_batch(run, words):
+    """One line of the batch workload: its workload, a figure, or done."""
+    if words[0] == "workload":
+        run["batch_workload"] = " ".join(words[1:])
+    elif words[0] == "done":
+        run["batch_done"] = True
+    elif re.fullmatch(r"[abc]-(4k|2m)", words[0]) and len(words) >= 3:
+        counters = dict(w.split("=") for w in words[3:] if "=" in w)
+        run["batch"][words[0]] = (float(words[1]), counters)
 
 
 def load(bench):
@@ -187,6 +209,80 @@ def split_table(kernels):
     return out
 
 
+def batch_rows(kernels):
+    """One row per way, size and kernel that ran it: means over the runs."""
+    rows = []
+    for size in BATCH_SIZES:
+        for way in BATCH_WAYS:
+            for kernel in BATCH_KERNELS:
+                key = f"{way}-{size}"
+                runs = [r for r in kernels.get(kernel, [])
+                        if r["batch_done"] and key in r["batch"]]
+                if not runs:
+                    continue
+
+                def per_page(counter):
+                    vals = [r["batch"][key][1].get(counter, "-") for r in runs]
+                    if "-" in vals:
+                        return None
+                    return statistics.mean(int(v) / int(r["batch"][key][1]["pages"])
+                                           for v, r in zip(vals, runs))
+                ns = [r["batch"][key][0] for r in runs]
+                shootdowns = runs[0]["batch"][key][1].get("tlb_shootdowns", "-")
+                rows.append({
+                    "size": size, "way": way, "kernel": kernel,
+                    "pages": int(runs[0]["batch"][key][1]["pages"]),
+                    "ns": statistics.mean(ns), "spread": spread(ns), "runs": len(ns),
+                    "vmm": statistics.mean(float(r["batch"][key][1]["vmm_ns"]) for r in runs),
+                    "exits": per_page("vmm_exits"), "syscalls": per_page("syscalls"),
+                    "flushes": per_page("tlb_flush"),
+                    "shootdowns": None if shootdowns == "-" else int(shootdowns),
+                })
+    return rows
+
+
+def batch_figure(rows, size, way, kernel="privmem", what="ns"):
+    return next((r[what] for r in rows if r["size"] == size and r["way"] == way
+                 and r["kernel"] == kernel), None)
+
+
+def batch_units(r):
+    """What a row converted: its pages, or its 2 MiB ranges."""
+    n = r["pages"] if r["size"] == "4k" else r["pages"] // 512
+    return f"{n} {BATCH_SIZES[r['size']]}"
+
+
+def batch_table(rows):
+    out = ["| converted | way | kernel | ns/page | ratio to privmem (a) | VMM ns/page | "
+           "VMM exits/page | syscalls/page | KVM TLB flushes/page | TLB shootdown IPIs | "
+           "spread |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        base = batch_figure(rows, r["size"], "a")
+        ratio = r["ns"] / base if base else None
+        out.append(f"| {batch_units(r)} | ({r['way']}) {BATCH_WAYS[r['way']]} | "
+                   f"{r['kernel']} | {fmt(r['ns'])} | {fmt(ratio, 2)} | {fmt(r['vmm'])} | "
+                   f"{fmt(r['exits'], 4)} | {fmt(r['syscalls'], 4)} | {fmt(r['flushes'], 4)} | "
+                   f"{fmt(r['shootdowns'])} | {fmt_spread(r['spread'])} |")
+    return out
+
+
+def batch_targets(rows):
+    """The issue's targets: (b) <= (a) / 5 and (c) <= (b), per size."""
+    out = []
+    for size, what in BATCH_SIZES.items():
+        a, b, c = (batch_figure(rows, size, w) for w in "abc")
+        if None in (a, b, c):
+            continue
+        vmm_b = batch_figure(rows, size, "b", what="vmm")
+        out.append(f"- {what}: (b)/(a) = {b / a:.3f}, target at most 0.2: "
+                   f"{'met' if b <= a / 5 else 'NOT met'}; (c)/(b) = {c / b:.3f}, "
+                   f"target at most 1: {'met' if c <= b else 'NOT met'}. A batch removes "
+                   f"exits, not the VMM's work on each entry: (b)'s VMM time alone is "
+                   f"{vmm_b / a:.3f} of (a).")
+    return out
+
+
 BREAKDOWN_STEPS = (
     ("memlock", "RLIMIT_MEMLOCK charging (once per fallocate())"),
     ("clear", "zeroing (the store clears each page before it enters the page cache)"),
@@ -303,7 +399,7 @@ def main():
     md = [f"# {args.title}", ""]
     with open(args.about) as f:
         md += f.read().rstrip("\n").split("\n") + [""]
-    lanes_rows = {}
+    lanes_rows, batches = {}, {}
     with open(os.path.join(args.bench, "results.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["lane", "phase", "description", "unit", "guest_memfd", "privmem",
@@ -346,9 +442,19 @@ def main():
             md += counter_table(kernels) + ["", "Phase B as the VMM sees it (ns/page), and "
                                             "phase H:", ""]
             md += split_table(kernels) + [""]
+            brows = batch_rows(kernels)
+            bworkload = next((r["batch_workload"] for k in BATCH_KERNELS
+                              for r in kernels.get(k, []) if r["batch_workload"]), "?")
+            md += ["### Batched conversions", "",
+                   f"Workload: {bworkload}. Per page converted; ratio to privmem's "
+                   "own (a) in the same lane. The anchor runs (a) only.", ""]
+            md += batch_table(brows) + [""] + batch_targets(brows) + [""]
+            batches[lane] = brows
             for kernel in ("privmem", "privmem_huge"):
                 if not kernels.get(kernel):
                     failed.append(f"{lane}: no complete {kernel} run")
+            if not any(r["kernel"] == "privmem" for r in brows):
+                failed.append(f"{lane}: no batch figures from privmem")
             if lane == "qemu" and not kernels.get("guest_memfd"):
                 failed.append(f"{lane}: no complete anchor run")
     png = os.path.join(args.bench, "ratios.png")
@@ -384,6 +490,10 @@ def main():
     for lane, rows in lanes_rows.items():
         print(f"==> {LANES[lane][0]}, {clocks_of[lane]}")
         print("\n".join("    " + line for line in table(rows)))
+        if batches.get(lane):
+            print(f"==> batched conversions, {LANES[lane][0]}")
+            print("\n".join("    " + line for line in
+                            batch_table(batches[lane]) + batch_targets(batches[lane])))
     if not lanes:
         failed.append("no benchmark boot completed")
     for msg in failed:

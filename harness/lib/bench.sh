@@ -88,7 +88,9 @@ bench_prog() {
 # guest_code_of BIN: the benchmark's guest functions (those the compiler
 # kept out of line) as instructions, with the addresses and displacements
 # that the two libraries place differently left out.
-BENCH_GUEST_FUNCS="guest_code guest_convert guest_touch guest_map_range scatter"
+BENCH_GUEST_FUNCS="guest_code guest_phases guest_batch_code guest_map_batch
+guest_convert guest_touch guest_map_range guest_hypercall batch_unit scatter
+scatter_in"
 
 guest_code_of() {
 	local sym syms
@@ -123,9 +125,12 @@ build_bench_progs() {
 		bench_progs
 }
 
-# The benchmark's workload: the full run by hand, the short one in 'test'.
+# The benchmark's workload: the full run by hand, the short one in 'test';
+# then, where the kind has it, the batch workload (-B) in the same boot.
 BENCH_FULL_ARGS="-n 4096 -t 512 -s 512"
 BENCH_SHORT_ARGS="-n 256 -t 32 -s 32"
+BENCH_FULL_BATCH_ARGS="-B -s 512 -r 16"
+BENCH_SHORT_BATCH_ARGS="-B -s 32 -r 2"
 # Before it measures, a benchmark boot waits (in guest time, which -icount
 # lets pass at once when idle) for the kernel to settle on the TSC, which
 # it refines about a second after boot, and says which clock it uses.
@@ -133,7 +138,7 @@ BENCH_CLOCK='cs=/sys/devices/system/clocksource/clocksource0/current_clocksource
 for i in $(seq 20); do [ "$(cat $cs)" = tsc ] && break; sleep 1; done
 echo "privmem: bench clocksource $(cat $cs)"'
 # What a benchmark boot shows as it runs.
-BENCH_FILTER='/bench: [a-z_]+ (workload|[A-H] )|^privmem: (loaded|cannot|bench)/ { print "    " $0; fflush() }'
+BENCH_FILTER='/bench: [a-z_]+ (workload|[A-H] |batch (workload|[abc]-))|^privmem: (loaded|cannot|bench)/ { print "    " $0; fflush() }'
 
 # The four kinds of boot: privmem, privmem with its private memory in 2 MiB
 # folios (the benchmark's -H), the anchor with the same VMM policy, and the
@@ -150,25 +155,40 @@ bench_kernel_label() {
 	esac
 }
 
-# bench_use KIND: the kernel tree and program of KIND's boots.
+# bench_use KIND: the kernel tree and program of KIND's boots, and whether
+# they run the batch workload too (privmem's three ways, the anchor's one).
 bench_use() {
+	BENCH_BATCH=
 	case $1 in
-	privmem) BENCH_PROG=$BENCH/private_mem_bench-privmem BENCH_OPTS= ;;
+	privmem) BENCH_PROG=$BENCH/private_mem_bench-privmem BENCH_OPTS= BENCH_BATCH=1 ;;
 	privmem_huge) BENCH_PROG=$BENCH/private_mem_bench-privmem BENCH_OPTS=-H ;;
-	guest_memfd) SRC=$ANCHOR_SRC OBJ=$ANCHOR_OBJ BENCH_PROG=$BENCH/private_mem_bench-guest_memfd BENCH_OPTS= ;;
+	guest_memfd) SRC=$ANCHOR_SRC OBJ=$ANCHOR_OBJ BENCH_PROG=$BENCH/private_mem_bench-guest_memfd BENCH_OPTS= BENCH_BATCH=1 ;;
 	guest_memfd_lazy) SRC=$ANCHOR_SRC OBJ=$ANCHOR_OBJ BENCH_PROG=$BENCH/private_mem_bench-guest_memfd BENCH_OPTS=-l ;;
 	esac
 }
 
+# bench_script ARGS BATCH_ARGS: what a benchmark boot of the kind that
+# bench_use chose runs.
+bench_script() {
+	local prog=/tests/private_mem_bench
+
+	if [ -n "$BENCH_BATCH" ]; then
+		echo "$prog $1 $BENCH_OPTS && exec $prog $2 $BENCH_OPTS"
+	else
+		echo "exec $prog $1 $BENCH_OPTS"
+	fi
+}
+
 # bench_pack KIND ARGS [SCRIPT]: the initramfs of KIND's benchmark boots,
-# which run SCRIPT, by default the benchmark with ARGS.
+# which run SCRIPT, by default the benchmark with ARGS and then with
+# $BENCH_BATCH_ARGS.
 bench_pack() {
 	local kind=$1 args=$2
 
 	(
 		bench_use "$kind"
 		BENCH_SCRIPT="$BENCH_CLOCK
-${3:-"exec /tests/private_mem_bench $args $BENCH_OPTS"}"
+${3:-"$(bench_script "$args" "$BENCH_BATCH_ARGS")"}"
 		step "$LOGS/initramfs.log" "packing the initramfs of the $kind benchmark ($args)" \
 			build_initramfs "bench-$kind" "$OBJ"
 	)
@@ -189,7 +209,8 @@ bench_boot() {
 		log=$(serial_log "bench-$kind")
 		mkdir -p "$BENCH_RESULTS/runs"
 		cp "$log" "$out"
-		grep -q '^privmem: bench exit status 0' "$out" && grep -q "bench: $kind done" "$out"
+		grep -q '^privmem: bench exit status 0' "$out" && grep -q "bench: $kind done" "$out" &&
+			{ [ -z "$BENCH_BATCH" ] || grep -q "bench: $kind batch done" "$out"; }
 	) || {
 		note "FAILED: the $kind benchmark did not finish; see ${out#"$ROOT"/}:"
 		show_bench_failure "$out"
@@ -288,6 +309,7 @@ bench_about() {
 	- **Program**: \`harness/bench/private_mem_bench.c\`, built once against each kernel's headers and KVM selftests library, with the same flags; the guest code is the same, the host differs only in the uAPI it drives. Arguments: \`$args\`.
 	- **VMM policy, the same on both**: to private, \`fallocate()\` the range in the private fd, then \`MADV_DONTNEED\` the shared range (as this repository's QEMU does for privmem); to shared, punch the range out of the private fd. The anchor sets the memory attributes first (\`KVM_SET_MEMORY_ATTRIBUTES\`), as its design requires, and gets its requests as \`KVM_EXIT_HYPERCALL\`; privmem gets them as \`KVM_EXIT_MEMORY_ERROR\`. Upstream QEMU does not \`fallocate()\` guest_memfd on a conversion to private: its first private fault allocates the page. The column "guest_memfd, upstream policy" is the anchor run that way (the benchmark's \`-l\`); the ratio is against the same policy.
 	- **Phases**: A touches every page once through the shared view; B converts all N to private with one hypercall; C touches every page through the private view; D does, page by page, a hypercall to shared, a shared touch, a hypercall back to private and a private touch; E converts all N to shared with one hypercall; F converts scattered pages to private, one hypercall each; G (privmem only: the anchor has no implicit conversions) makes private accesses to scattered shared pages, each converted by the VMM on its exit; H converts all to private, touches every page and counts the pages the host holds for the guest's data: shared pages present in the VMM's page tables (\`/proc/self/pagemap\`) plus private pages (the rise of \`Unevictable\` in \`/proc/meminfo\`, read after \`compact_memory\` drains the LRU batches and \`stat_refresh\` folds the per-CPU counters). Page tables, SPTEs and the anchor's attribute xarray are not counted.
+	- **Batch workload** (the second run in the privmem and anchor boots, the benchmark's \`-B\`): over 2 × ranges × 512 pages, the guest converts scattered 4 KiB pages to private, then scattered 2 MiB ranges, each time after an untimed phase that makes all of it shared and touches the pages to convert. It does so in three ways: (a) one \`KVM_HC_MAP_GPA_RANGE\` per page or range, as upstream works; (b) \`KVM_HC_MAP_GPA_BATCH\` lists of up to 255 entries, which the VMM applies one entry at a time (\`fallocate()\`, then \`MADV_DONTNEED\`); (c) the same lists, each applied with one io_uring submission (\`IORING_OP_FALLOCATE\` and \`IORING_OP_MADVISE\`, linked). Both use \`private_region_apply_batch()\` of the selftests library. The anchor has no batches and runs (a) only. Syscalls count every \`KVM_RUN\` that returned a conversion exit and every call the VMM made for it (the anchor's \`KVM_SET_MEMORY_ATTRIBUTES\` included; one \`io_uring_enter\` per submission in (c)); VMM ns is the time from the \`KVM_RUN\` that returned a conversion exit to the next \`KVM_RUN\`, the VMM's work on it; TLB shootdowns are the \`TLB\` line of \`/proc/interrupts\` (IPIs: none with the benchmark's one CPU), and \`tlb_flush\` is KVM's count of the TLB flushes it made for the vCPU (its statistic of that name).
 	- **What the figures model**: the instructions executed on each path, in the VMM, the test VM's kernel and the KVM guest, with one vCPU. They do not model caches, TLBs, memory bandwidth or parallel speedup. The ratio is privmem / anchor: below 1, privmem executes fewer. Spread is (max - min) / mean over the runs.
 	EOF2
 }
@@ -297,9 +319,10 @@ bench_main() {
 	local mode=${1:-} runs=${PRIVMEM_BENCH_RUNS:-2} args=$BENCH_FULL_ARGS rc=0
 
 	# The short mode's results do not replace those of a full run.
-	BENCH_RESULTS=$BENCH
+	BENCH_RESULTS=$BENCH BENCH_BATCH_ARGS=$BENCH_FULL_BATCH_ARGS
 	if [ "$mode" = short ]; then
 		runs=1 args=$BENCH_SHORT_ARGS BENCH_RESULTS=$BENCH/short
+		BENCH_BATCH_ARGS=$BENCH_SHORT_BATCH_ARGS
 	fi
 	case $runs in
 	'' | *[!0-9]* | 0) die "PRIVMEM_BENCH_RUNS=$runs: give a number of boots, at least 1" ;;
@@ -319,7 +342,7 @@ bench_main() {
 	fi
 	bench_config_diff >"$BENCH_RESULTS/config-diff.txt"
 	bench_config_summary "$BENCH_RESULTS/config-diff.txt"
-	bench_about "$mode" "$args" "$runs" >"$BENCH_RESULTS/about.md"
+	bench_about "$mode" "$args $BENCH_BATCH_ARGS" "$runs" >"$BENCH_RESULTS/about.md"
 	note "==> the benchmark's tables"
 	note "    VMM policy on both kernels: to private, fallocate() in the private fd, then MADV_DONTNEED of the shared range;"
 	note "    to shared, punch the range out of the private fd (the anchor sets its memory attributes first). Ratio: privmem / anchor."
