@@ -120,6 +120,9 @@ static const char *const phase_unit[] = {
  */
 enum { WAY_RANGE, WAY_SYNC, WAY_URING, NR_WAYS };
 #define BP_PHASE(way, blocks, timed)	(4 * (way) + 2 * (blocks) + (timed))
+#define BP_WAY(phase)			((phase) / 4)
+#define BP_BLOCKS(phase)		((phase) / 2 % 2)
+#define BP_TIMED(phase)			((phase) % 2)
 #define BP_END		BP_PHASE(NR_WAYS, 0, 0)
 #define PAGES_2M	512ULL
 
@@ -526,10 +529,10 @@ static void bench_create(struct bench *b)
 static void batch_exit(struct bench *b)
 {
 	struct kvm_run *run = b->vcpu->run;
-	int way = b->phase / 4;
+	int way = BP_WAY(b->phase);
 	struct batch_stats st = {};
 
-	TEST_ASSERT(batch && b->phase % 2 && way != WAY_RANGE,
+	TEST_ASSERT(batch && BP_TIMED(b->phase) && way != WAY_RANGE,
 		    "a batch of %llu entries in phase %d", run->memory.size,
 		    b->phase);
 	private_region_apply_batch(&b->r, addr_gpa2hva(b->vm, run->memory.gpa),
@@ -716,12 +719,12 @@ static void report_batch_phase(struct bench *b, int phase, uint64_t ns,
 			       const int64_t before[], const int64_t after[],
 			       int64_t shootdowns)
 {
-	bool blocks = phase / 2 % 2;
+	bool blocks = BP_BLOCKS(phase);
 	uint64_t pages = blocks ? ranges * PAGES_2M : scattered;
 	int64_t now = tlb_shootdowns();
 
 	printf("bench: %s batch %c-%s %.0f page pages=%lu vmm_ns=%.0f vmm_exits=%lu syscalls=%lu",
-	       kernel_name, 'a' + phase / 4, blocks ? "2m" : "4k",
+	       kernel_name, 'a' + BP_WAY(phase), blocks ? "2m" : "4k",
 	       (double)ns / pages, pages, (double)b->ns_vmm / pages,
 	       b->vmm_exits, b->syscalls);
 	if (now < 0)
@@ -883,7 +886,7 @@ int main(int argc, char *argv[])
 			if (!batch)
 				report_phase(&b, phase, end - start, before,
 					     after, unevictable_kb);
-			else if (phase % 2)
+			else if (BP_TIMED(phase))
 				report_batch_phase(&b, phase, end - start,
 						   before, after, shootdowns);
 		}
@@ -897,7 +900,8 @@ int main(int argc, char *argv[])
 		phase = next;
 		b.phase = phase;
 		counters(&b, before);
-		shootdowns = tlb_shootdowns();
+		if (batch)
+			shootdowns = tlb_shootdowns();
 		b.ns_attributes = 0;
 		b.ns_fallocate = 0;
 		b.ns_madvise = 0;
